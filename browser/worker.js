@@ -1,0 +1,78 @@
+// The Web Worker: fetches Pyodide, numpy and the strata wheel with byte-level progress,
+// starts Python, then hands over to browser/worker.py. Every URL is on the edge server.
+
+const post = (type, data = {}) => self.postMessage({ type, ...data });
+
+// Fetch one file, reporting progress; the bytes land in the HTTP cache (immutable),
+// so Pyodide's own fetch of the same URL right after is served from there.
+async function fetchBytes(asset, progress) {
+  const response = await fetch(asset.url);
+  if (!response.ok) throw new Error(`${asset.url}: HTTP ${response.status}; run \`make provision\` on the server`);
+  const reader = response.body.getReader();
+  const chunks = [];
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    progress(value.length);
+  }
+  const bytes = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) { bytes.set(chunk, offset); offset += chunk.length; }
+  return bytes;
+}
+
+async function start(wsUrl) {
+  const t0 = performance.now();
+  const steps = {};
+  const mark = (name, since) => { steps[name] = performance.now() - since; };
+
+  const assets = await (await fetch("/assets.json")).json();
+  const all = [...assets.files, assets.strata_wheel];
+  const total = all.reduce((n, a) => n + a.bytes, 0);
+  const transferredTotal = all.reduce((n, a) => n + a.gzip_bytes, 0);
+  let loaded = 0;
+  let lastPost = 0;
+  let wheel = null;
+  let t = performance.now();
+  for (const asset of all) {
+    const name = asset.url.split("/").pop();
+    const bytes = await fetchBytes(asset, (n) => {
+      loaded += n;
+      const now = performance.now();
+      if (now - lastPost > 30) {
+        lastPost = now;
+        post("progress", { step: `Downloading ${name}`, loaded, total, transferredTotal });
+      }
+    });
+    if (asset === assets.strata_wheel) wheel = bytes;
+  }
+  post("progress", { step: "Starting Python", loaded, total, transferredTotal });
+  mark("download", t);
+
+  t = performance.now();
+  const { loadPyodide } = await import(`${assets.pyodide.index_url}pyodide.mjs`);
+  const pyodide = await loadPyodide({ indexURL: assets.pyodide.index_url });
+  mark("python", t);
+
+  t = performance.now();
+  post("progress", { step: "Loading numpy and strata", loaded, total, transferredTotal });
+  const failures = [];
+  await pyodide.loadPackage(assets.pyodide.packages, { messageCallback: () => {}, errorCallback: (m) => failures.push(m) });
+  if (failures.length) throw new Error(`loading ${assets.pyodide.packages} failed: ${failures.join("; ")}`);
+  pyodide.unpackArchive(wheel, "wheel");
+  pyodide.runPython(await (await fetch("worker.py")).text());
+  mark("packages", t);
+
+  const info = pyodide.globals.get("runtime_info")().toJs({ dict_converter: Object.fromEntries });
+  post("ready", { info, timings: { ready_ms: performance.now() - t0, steps } });
+
+  const rtt = await pyodide.globals.get("measure_rtt")(wsUrl, 20);
+  post("rtt", rtt.toJs({ dict_converter: Object.fromEntries }));
+}
+
+self.onmessage = ({ data }) => {
+  if (data.type === "start") {
+    start(data.wsUrl).catch((error) => post("error", { message: String(error && error.message || error) }));
+  }
+};

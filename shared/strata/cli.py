@@ -1,0 +1,50 @@
+"""The `strata` command line: one entry point, one module per subcommand.
+
+Each subcommand module exposes SUMMARY, add_arguments(parser) and run(args), and keeps
+its heavy imports (uvicorn, torch, onnxruntime) inside run(), so `strata --help` stays
+fast and this file stays importable in Pyodide.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS: dict[str, str] = {
+    "provision": "edge_server.provision",
+    "serve": "edge_server.serve",
+    "bench": "bench.cli",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="strata",
+        description="Run a deep neural network across the browser, an edge server and the cloud.",
+        epilog="Run `strata COMMAND --help` for the options of one command.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, path in COMMANDS.items():
+        module = importlib.import_module(path)
+        command = sub.add_parser(
+            name,
+            help=module.SUMMARY,
+            description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(command)
+        command.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

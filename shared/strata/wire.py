@@ -1,0 +1,99 @@
+"""The one wire format between the browser worker and the edge, used by both sides.
+
+A frame is a fixed 8-byte preamble, a small JSON header and a raw payload:
+
+    offset 0  b"ST"               magic
+    offset 2  u8  version         WIRE_VERSION
+    offset 3  u8  message type    MessageType
+    offset 4  u32 header length   little-endian, bytes of UTF-8 JSON
+    offset 8  header              a JSON object
+    offset 8+h payload            raw bytes (a tensor, or probe filler)
+
+JSON keeps the header readable and easy to extend; the payload stays binary so that
+tensors cross without base64 or copies. docs/protocol.md is the full specification.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+MAGIC = b"ST"
+WIRE_VERSION = 1
+PREAMBLE = struct.Struct("<2sBBI")
+MAX_HEADER_BYTES = 64 * 1024
+
+
+class MessageType(IntEnum):
+    HELLO = 1
+    INFER = 2
+    RESULT = 3
+    ERROR = 4
+    PING = 5
+    PONG = 6
+
+
+class WireError(ValueError):
+    """A frame that cannot be decoded. `code` is machine-readable, the text is for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Frame:
+    type: MessageType
+    header: dict = field(default_factory=dict)
+    payload: bytes = b""
+
+
+def encode(frame: Frame) -> bytes:
+    """Serialize a frame; the header must be JSON-serializable."""
+    header = json.dumps(frame.header, separators=(",", ":")).encode()
+    preamble = PREAMBLE.pack(MAGIC, WIRE_VERSION, int(frame.type), len(header))
+    return b"".join((preamble, header, bytes(frame.payload)))
+
+
+def decode(data: bytes | bytearray | memoryview, max_size: int | None = None) -> Frame:
+    """Parse one frame, or raise WireError saying exactly what is wrong with it."""
+    data = bytes(data)
+    if max_size is not None and len(data) > max_size:
+        raise WireError("too-large", f"frame of {len(data)} bytes exceeds the limit of {max_size} bytes")
+    if len(data) < PREAMBLE.size:
+        raise WireError("malformed", f"frame of {len(data)} bytes is shorter than the {PREAMBLE.size}-byte preamble")
+    magic, version, kind, header_len = PREAMBLE.unpack_from(data)
+    if magic != MAGIC:
+        raise WireError("malformed", f"frame starts with {magic!r}, expected the magic {MAGIC!r}")
+    if version != WIRE_VERSION:
+        raise WireError("unsupported-version", f"wire version {version} is not supported; this side speaks version {WIRE_VERSION}")
+    try:
+        message_type = MessageType(kind)
+    except ValueError:
+        known = ", ".join(f"{t.value}={t.name}" for t in MessageType)
+        raise WireError("unknown-type", f"message type {kind} is unknown; expected one of {known}") from None
+    end = PREAMBLE.size + header_len
+    if header_len > MAX_HEADER_BYTES or end > len(data):
+        raise WireError("malformed", f"header length {header_len} does not fit in a frame of {len(data)} bytes")
+    try:
+        header = json.loads(data[PREAMBLE.size:end])
+    except ValueError as exc:
+        raise WireError("malformed", f"header is not valid UTF-8 JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise WireError("malformed", f"header must be a JSON object, got {type(header).__name__}")
+    return Frame(message_type, header, data[end:])
+
+
+def error(code: str, message: str, request_id: int | None = None) -> Frame:
+    """An ERROR frame; request_id ties it to the request that caused it, when known."""
+    header = {"code": code, "message": message}
+    if request_id is not None:
+        header["id"] = request_id
+    return Frame(MessageType.ERROR, header)
+
+
+def ping(seq: int, sent_ms: float, reply_bytes: int = 0, payload: bytes = b"") -> Frame:
+    """A probe. The payload measures uplink; reply_bytes asks for a payload back for downlink."""
+    return Frame(MessageType.PING, {"seq": seq, "sent_ms": sent_ms, "reply_bytes": reply_bytes}, payload)

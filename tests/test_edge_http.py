@@ -1,0 +1,95 @@
+"""The edge server's HTTP side, checked with real clients against a running `strata serve`."""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import json
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from edge_server.static import accepts_gzip
+
+WASM = "/pyodide/0.27.7/pyodide.asm.wasm"
+
+
+def test_every_response_is_cross_origin_isolated(edge_url: str) -> None:
+    for path in ["/", "/worker.js", WASM, "/assets.json", "/no-such-file"]:
+        headers = httpx.get(edge_url + path).headers
+        assert headers["cross-origin-opener-policy"] == "same-origin", path
+        assert headers["cross-origin-embedder-policy"] == "require-corp", path
+
+
+@pytest.mark.parametrize("path, media_type", [
+    (WASM, "application/wasm"),
+    ("/pyodide/0.27.7/pyodide.mjs", "text/javascript"),
+    ("/worker.js", "text/javascript"),
+    ("/", "text/html"),
+    ("/assets.json", "application/json"),
+])
+def test_media_types(edge_url: str, path: str, media_type: str) -> None:
+    assert httpx.get(edge_url + path).headers["content-type"].startswith(media_type)
+
+
+def test_wasm_is_gzipped_for_clients_that_accept_it(edge_url: str) -> None:
+    raw = httpx.get(edge_url + WASM, headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in raw.headers
+    with httpx.stream("GET", edge_url + WASM, headers={"Accept-Encoding": "gzip"}) as zipped:
+        body = b"".join(zipped.iter_raw())
+        assert zipped.headers["content-encoding"] == "gzip"
+        assert zipped.headers["vary"] == "Accept-Encoding"
+    assert len(body) * 2.5 < len(raw.content), "the wasm should shrink about 3x"
+    assert gzip.decompress(body) == raw.content
+    assert raw.content[:4] == b"\0asm"
+
+
+def test_versioned_runtime_is_immutable_and_page_revalidates(edge_url: str) -> None:
+    assert "immutable" in httpx.get(edge_url + WASM).headers["cache-control"]
+    page = httpx.get(edge_url + "/")
+    assert page.headers["cache-control"] == "no-cache"
+    again = httpx.get(edge_url + "/", headers={"If-None-Match": page.headers["etag"]})
+    assert again.status_code == 304
+
+
+def test_assets_list_only_local_files_with_sizes(edge_url: str) -> None:
+    assets = httpx.get(edge_url + "/assets.json").json()
+    for asset in [*assets["files"], assets["strata_wheel"]]:
+        assert asset["url"].startswith("/")
+        response = httpx.get(edge_url + asset["url"], headers={"Accept-Encoding": "identity"})
+        assert response.status_code == 200
+        assert len(response.content) == asset["bytes"]
+
+
+@pytest.mark.parametrize("path", [
+    "/../pyproject.toml",
+    "/%2e%2e/pyproject.toml",
+    "/pyodide/../../pyproject.toml",
+    "/pyodide/..%2f..%2fpyproject.toml",
+    "/wheels/%2e%2e/%2e%2e/edge_server/config.py",
+    "/..%5c..%5cpyproject.toml",
+])
+def test_paths_outside_the_served_folders_are_404(edge_url: str, path: str) -> None:
+    # http.client sends the path exactly as written, unlike clients that normalize "..".
+    netloc = urlsplit(edge_url).netloc
+    connection = http.client.HTTPConnection(netloc, timeout=5)
+    connection.request("GET", path)
+    response = connection.getresponse()
+    body = response.read()
+    assert response.status == 404, (path, body[:200])
+    assert b"[project]" not in body
+
+
+def test_accept_encoding_parsing() -> None:
+    assert accepts_gzip("gzip, deflate, br")
+    assert accepts_gzip("br;q=1.0, gzip;q=0.5")
+    assert accepts_gzip("*")
+    assert not accepts_gzip("gzip;q=0")
+    assert not accepts_gzip("identity")
+    assert not accepts_gzip("")
+
+
+def test_assets_json_is_valid(edge_url: str) -> None:
+    assets = json.loads(httpx.get(edge_url + "/assets.json").content)
+    assert assets["pyodide"]["packages"] == ["numpy"]
