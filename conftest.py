@@ -6,11 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.servers import edge_server
+from bench.servers import edge_process
 
 
 @pytest.fixture(scope="session")
 def edge_url() -> Iterator[str]:
     """Base URL of a `strata serve` process on 127.0.0.1, stopped after the session."""
-    with edge_server() as url:
+    with edge_process() as (url, _):
         yield url

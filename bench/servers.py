@@ -5,9 +5,11 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 
@@ -21,12 +23,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 20.0) -> None:
+def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 20.0, log: Path | None = None) -> None:
     """Return once `url` answers; raise if the process dies or time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            output = process.stdout.read() if process.stdout else ""
+            output = log.read_text()[-3000:] if log else ""
             raise RuntimeError(f"server exited with code {process.returncode}:\n{output}")
         try:
             httpx.get(url, timeout=1.0)
@@ -37,17 +39,51 @@ def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 20.0) ->
 
 
 @contextmanager
-def edge_server(*extra_args: str) -> Iterator[str]:
-    """Run `strata serve` on a free loopback port; yield its base URL (no trailing slash)."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "strata.cli", "serve", "--port", str(port), "--log-level", "warning", *extra_args],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(url + "/", process)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+def _process(command: str, ready_path: str, *args: str, port: int | None = None,
+             ready_port: int | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run `strata COMMAND`, by default with --port set to a free port; yield its URL once
+    `ready_path` answers (on `ready_port` if given), and stop it afterwards."""
+    if port is None:
+        port = free_port()
+        args = ("--port", str(port), *args)
+    with tempfile.NamedTemporaryFile("w+", prefix=f"strata-{command}-", suffix=".log") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "strata.cli", command, "--log-level", "warning", *args],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_for_http(f"http://127.0.0.1:{ready_port or port}{ready_path}", process, timeout=120, log=Path(log.name))
+            yield url, process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@contextmanager
+def edge_process(*args: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run `strata serve` (with its own cloud, unless args say otherwise) on a free
+    loopback port; yield its base URL, without a trailing slash, and its process."""
+    with _process("serve", "/", *args) as running:
+        yield running
+
+
+@contextmanager
+def cloud_process(*args: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run `strata cloud` alone on a free loopback port; yield its URL and process."""
+    with _process("cloud", "/v2/health/ready", *args) as running:
+        yield running
+
+
+@contextmanager
+def link_process(upstream: str, profile: str = "wifi") -> Iterator[tuple[str, str]]:
+    """Run `strata link` (the link emulator) in front of `upstream` (a base URL); yield the
+    URL to use instead and the URL of its control API."""
+    listen, control = free_port(), free_port()
+    target = upstream.removeprefix("http://")
+    with _process("link", "/profile", "--listen-port", str(listen), "--upstream", target,
+                  "--control-port", str(control), "--profile", profile, port=listen, ready_port=control) as (url, _):
+        yield url, f"http://127.0.0.1:{control}"

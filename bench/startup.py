@@ -16,7 +16,7 @@ from pathlib import Path
 from playwright.sync_api import BrowserContext, Request, sync_playwright
 
 from bench.chromium import ARGS, EXECUTABLE, launch
-from bench.servers import edge_server
+from bench.servers import edge_process
 
 READY = "body[data-ready=true]"
 
@@ -77,8 +77,8 @@ def measure(url: str, runs: int) -> dict:
     return {"runs": runs, "median": summary, "cold": cold, "warm": warm}
 
 
-def main(runs: int, json_path: str | None) -> int:
-    with edge_server() as base:
+def main(runs: int, out: Path) -> int:
+    with edge_process() as (base, _):
         url = base + "/"
         print(f"Start-up benchmark against {url}, {runs} runs each", flush=True)
         result = measure(url, runs)
@@ -87,6 +87,6 @@ def main(runs: int, json_path: str | None) -> int:
     for name, row in result["median"].items():
         print(f"| {name} | {row['ready_ms'] / 1000:.2f} s | {row['wire_bytes'] / 1e6:.2f} MB | "
               f"{row['raw_bytes'] / 1e6:.2f} MB | {row['requests']:.0f} |")
-    if json_path:
-        Path(json_path).write_text(json.dumps(result, indent=2))
+    (out / "startup.json").write_text(json.dumps(result, indent=2))
+    print(f"\nwrote {out / 'startup.json'}")
     return 0

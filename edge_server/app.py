@@ -1,51 +1,68 @@
-"""The edge's ASGI app: the page, the worker's runtime files, and the WebSocket.
+"""The edge's ASGI app: the page, the worker's runtime files, the model, the WebSocket.
 
     /              browser/            the page and the worker scripts (revalidated)
     /assets.json   build/web/          what the worker loads, with sizes
     /pyodide/      build/web/pyodide/  Pyodide and numpy (versioned path, immutable)
     /wheels/       build/web/wheels/   the strata wheel (revalidated)
-    /ws            WebSocket           frames of strata.wire, one EdgeSession each
+    /models/       models/             manifest, browser bundle, samples (revalidated)
+    /demo/link     the link emulator   demo mode only (edge_server/demo_link.py)
+    /ws            WebSocket           strata.wire frames (edge_server/connection.py)
+
+At start-up it loads and verifies the model, profiles its blocks, and connects to the
+cloud; see edge_server/runtime.py for what happens to each offloaded sample.
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse
 from starlette.routing import Mount, Route, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
+from edge_server.cloud_client import CloudClient
 from edge_server.config import Settings
+from edge_server.connection import serve_connection
+from edge_server.demo_link import demo_routes
 from edge_server.isolation import CrossOriginIsolation
-from edge_server.session import EdgeSession
+from edge_server.main_path import MainPath
+from edge_server.runtime import EdgeRuntime
 from edge_server.static import IMMUTABLE, REVALIDATE, StaticFiles
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        main_path = MainPath(settings.models_dir)
+        cloud = None
+        if settings.cloud_url:
+            cloud = CloudClient(settings.cloud_url, main_path.name, settings.cloud_timeout_s, settings.cloud_token)
+        runtime = app.state.runtime = EdgeRuntime(main_path, settings, cloud)
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.close()
+
     async def assets(request: Request) -> FileResponse:
         return FileResponse(settings.assets_file, headers={"Cache-Control": REVALIDATE})
 
     async def socket(websocket: WebSocket) -> None:
-        await websocket.accept()
-        session = EdgeSession(settings)
-        try:
-            while True:
-                message = await websocket.receive()
-                if message["type"] == "websocket.disconnect":
-                    return
-                data = message.get("bytes")
-                await websocket.send_bytes(session.handle(data if data is not None else message.get("text")))
-        except WebSocketDisconnect:
-            return
+        await serve_connection(websocket, settings, websocket.app.state.runtime)
 
     routes = [
         WebSocketRoute("/ws", socket),
         Route("/assets.json", assets),
+        *demo_routes(settings.link_control_url),
         Mount("/pyodide", StaticFiles(directory=settings.web_dir / "pyodide", cache_control=IMMUTABLE)),
         Mount("/wheels", StaticFiles(directory=settings.web_dir / "wheels", cache_control=REVALIDATE)),
+        Mount("/models", StaticFiles(directory=settings.models_dir, cache_control=REVALIDATE)),
         Mount("/", StaticFiles(directory=settings.browser_dir, cache_control=REVALIDATE, html=True)),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(CrossOriginIsolation)])
+    return Starlette(routes=routes, middleware=[Middleware(CrossOriginIsolation)], lifespan=lifespan)

@@ -1,8 +1,11 @@
-"""One browser connection's state and its answers to each frame.
+"""One browser connection's state and its answer to each frame.
 
-The session is sans-I/O: it takes the bytes of one WebSocket message and returns the
-bytes to send back, so the socket loop stays trivial and tests need no network.
-A bad frame gets an ERROR frame and the connection lives on.
+The session takes the bytes of one WebSocket message and returns the bytes to send
+back, so the socket loop stays trivial. A bad frame gets an ERROR frame and the
+connection lives on. Each RESULT's timing includes `edge_total_ms` (frame in to result
+ready; encoding the few logits after that takes some 20 us) and `edge_overhead_ms`:
+that minus model compute, queueing for a worker (`edge_queue_ms`, which grows with
+load) and the cloud round trip, i.e. what decoding, validation and scheduling cost.
 """
 
 from __future__ import annotations
@@ -10,28 +13,44 @@ from __future__ import annotations
 import time
 
 from strata import wire
+from strata.offload import RequestError, error_frame, read_infer, result_frame
 from strata.wire import Frame, MessageType, WireError
 
 from edge_server.config import Settings
+from edge_server.runtime import EdgeRuntime
 
 
 class EdgeSession:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.frames_in = 0
+    def __init__(self, settings: Settings, runtime: EdgeRuntime) -> None:
+        self.settings, self.runtime = settings, runtime
 
-    def handle(self, data: bytes | str | None) -> bytes:
+    def hello(self) -> bytes:
+        return wire.encode(Frame(MessageType.HELLO, self.runtime.hello()))
+
+    async def handle(self, data: bytes | str | None) -> bytes:
         """Answer one message; never raises for anything a client can send."""
+        received = time.perf_counter()
         if not isinstance(data, (bytes, bytearray)):
             return _error("malformed", "expected a binary frame (see docs/protocol.md); got a text message")
         try:
             frame = wire.decode(data, max_size=self.settings.max_frame_bytes)
         except WireError as exc:
             return _error(exc.code, str(exc))
-        self.frames_in += 1
         if frame.type is MessageType.PING:
             return self._pong(frame)
-        return _error("unsupported", f"the edge does not accept {frame.type.name} frames yet; send PING")
+        if frame.type is not MessageType.INFER:
+            return _error("unsupported", f"the edge accepts PING and INFER frames, not {frame.type.name}")
+        try:
+            request = read_infer(frame, self.runtime.main_path.cut_shapes)
+        except RequestError as exc:
+            return wire.encode(error_frame(exc))
+        result = await self.runtime.infer(request)
+        total = (time.perf_counter() - received) * 1000
+        timing = result.timing
+        waited = sum(timing.get(k, 0.0) for k in (
+            "edge_compute_ms", "edge_queue_ms", "edge_to_cloud_ms", "cloud_compute_ms", "cloud_to_edge_ms"))
+        timing.update(edge_total_ms=total, edge_overhead_ms=max(total - waited, 0.0))
+        return wire.encode(result_frame(result))
 
     def _pong(self, frame: Frame) -> bytes:
         header = frame.header
@@ -41,7 +60,8 @@ class EdgeSession:
         limit = self.settings.max_probe_reply_bytes
         if not 0 <= reply_bytes <= limit:
             return _error("bad-request", f"reply_bytes must be between 0 and {limit}, got {reply_bytes}")
-        reply = {"seq": seq, "sent_ms": sent, "received_bytes": len(frame.payload), "server_ms": time.time() * 1000}
+        reply = {"seq": seq, "sent_ms": sent, "received_bytes": len(frame.payload), "server_ms": time.time() * 1000,
+                 "edge_queued": self.runtime.queued}
         return wire.encode(Frame(MessageType.PONG, reply, bytes(reply_bytes)))
 
 

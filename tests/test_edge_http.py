@@ -93,3 +93,9 @@ def test_accept_encoding_parsing() -> None:
 def test_assets_json_is_valid(edge_url: str) -> None:
     assets = json.loads(httpx.get(edge_url + "/assets.json").content)
     assert assets["pyodide"]["packages"] == ["numpy"]
+
+
+def test_demo_link_control_is_off_unless_emulating(edge_url: str) -> None:
+    assert httpx.get(edge_url + "/demo/link").json()["enabled"] is False
+    refused = httpx.put(edge_url + "/demo/link/3g")
+    assert refused.status_code == 404 and "--emulate" in refused.json()["error"]

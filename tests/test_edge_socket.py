@@ -15,6 +15,11 @@ def _ws(edge_url: str) -> str:
     return edge_url.replace("http://", "ws://") + "/ws"
 
 
+async def _hello(socket) -> None:
+    """Every connection opens with the edge's HELLO."""
+    assert wire.decode(await asyncio.wait_for(socket.recv(), timeout=5)).type is MessageType.HELLO
+
+
 async def _exchange(socket, data) -> wire.Frame:
     await socket.send(data)
     return wire.decode(await asyncio.wait_for(socket.recv(), timeout=5))
@@ -23,6 +28,7 @@ async def _exchange(socket, data) -> wire.Frame:
 def test_ping_gets_a_pong_with_the_asked_payload(edge_url: str) -> None:
     async def main() -> None:
         async with connect(_ws(edge_url), compression=None) as socket:
+            await _hello(socket)
             reply = await _exchange(socket, wire.encode(wire.ping(4, 1.5, reply_bytes=1000, payload=bytes(500))))
             assert reply.type is MessageType.PONG
             assert reply.header["seq"] == 4 and reply.header["sent_ms"] == 1.5
@@ -51,6 +57,7 @@ def test_permessage_deflate_is_off_even_when_offered(edge_url: str) -> None:
 def test_bad_messages_get_an_error_and_the_connection_lives_on(edge_url: str, bad, code: str) -> None:
     async def main() -> None:
         async with connect(_ws(edge_url), compression=None) as socket:
+            await _hello(socket)
             reply = await _exchange(socket, bad)
             assert reply.type is MessageType.ERROR
             assert reply.header["code"] == code

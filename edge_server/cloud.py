@@ -1,0 +1,179 @@
+"""The cloud tier: an Open Inference Protocol (KServe v2) REST server over ONNX graphs.
+
+It serves one model per cut point, named `<model>-from-<k>`: the suffix of the main
+path from block k to the logits. The edge forwards the deeper layers here; anything
+that speaks the protocol (tritonclient, KServe, curl) can use it too, and Triton or
+KServe can take its place (docs/scaling.md).
+
+    GET  /v2/health/live | /v2/health/ready        liveness, readiness
+    GET  /v2                                       server metadata
+    GET  /v2/models/{name}                         model metadata
+    GET  /v2/models/{name}/ready                   model readiness
+    POST /v2/models/{name}/infer                   JSON, or JSON + binary tensor data
+
+Responses carry `parameters.compute_ms` (model time) and `parameters.in_flight`
+(requests being served), which the edge reports as cloud time and load; model metadata
+carries `parameters.block_ms`, this machine's time for each block the model runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from edge_server import kserve
+from edge_server.main_path import MainPath, session_options
+
+SERVER_NAME = "strata-cloud"
+
+
+@dataclass
+class ServedModel:
+    """One ONNX graph with a single input and output, as the protocol describes it."""
+
+    name: str
+    session: ort.InferenceSession
+    block_ms: list[float] | None = None  # this machine's time per block the model runs, at batch 1
+
+    def _describe(self, arg: ort.NodeArg) -> dict:
+        shape = [d if isinstance(d, int) else -1 for d in arg.shape]
+        return {"name": arg.name, "datatype": "FP32", "shape": shape}
+
+    def metadata(self) -> dict:
+        metadata = {
+            "name": self.name, "versions": ["1"], "platform": "onnxruntime_onnx",
+            "inputs": [self._describe(a) for a in self.session.get_inputs()],
+            "outputs": [self._describe(a) for a in self.session.get_outputs()],
+        }
+        if self.block_ms is not None:
+            metadata["parameters"] = {"block_ms": self.block_ms}
+        return metadata
+
+    def check(self, tensors: dict[str, np.ndarray]) -> np.ndarray:
+        """The single input, validated against the graph's name, rank and fixed dims."""
+        spec = self.session.get_inputs()[0]
+        if set(tensors) != {spec.name}:
+            raise kserve.ProtocolError(f"model {self.name} takes one input named {spec.name!r}, got {sorted(tensors)}")
+        x = tensors[spec.name]
+        expected = [d if isinstance(d, int) else -1 for d in spec.shape]
+        if x.ndim != len(expected) or any(e not in (-1, d) for e, d in zip(expected, x.shape)):
+            raise kserve.ProtocolError(f"model {self.name} input {spec.name!r} needs shape {expected}, got {list(x.shape)}")
+        if x.dtype != np.float32:
+            raise kserve.ProtocolError(f"model {self.name} input {spec.name!r} needs FP32, got {kserve.datatype_of(x)}")
+        if not np.isfinite(x).all():
+            raise kserve.ProtocolError(f"model {self.name} input {spec.name!r} contains NaN or Inf")
+        return x
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        names = [o.name for o in self.session.get_outputs()]
+        return dict(zip(names, self.session.run(names, {self.session.get_inputs()[0].name: x})))
+
+
+def create_cloud_app(models: dict[str, ServedModel], token: str | None = None, workers: int = 2) -> Starlette:
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="cloud-infer")
+    in_flight = 0
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    def authorized(request: Request) -> bool:
+        if token is None:
+            return True
+        given = request.headers.get("authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+    def model_or_error(request: Request) -> ServedModel | JSONResponse:
+        if not authorized(request):
+            return error(401, "missing or wrong bearer token: send 'Authorization: Bearer <token>'")
+        name = request.path_params["name"]
+        if name not in models:
+            return error(404, f"model {name!r} is not served here; available: {', '.join(sorted(models))}")
+        return models[name]
+
+    async def live(request: Request) -> Response:
+        return JSONResponse({"live": True})
+
+    async def ready(request: Request) -> Response:
+        return JSONResponse({"ready": True})
+
+    async def server_metadata(request: Request) -> Response:
+        return JSONResponse({"name": SERVER_NAME, "version": "1", "extensions": ["binary_tensor_data"]})
+
+    async def model_metadata(request: Request) -> Response:
+        model = model_or_error(request)
+        return model if isinstance(model, Response) else JSONResponse(model.metadata())
+
+    async def model_ready(request: Request) -> Response:
+        model = model_or_error(request)
+        return model if isinstance(model, Response) else JSONResponse({"name": model.name, "ready": True})
+
+    async def infer(request: Request) -> Response:
+        nonlocal in_flight
+        model = model_or_error(request)
+        if isinstance(model, Response):
+            return model
+        body = await request.body()
+        try:
+            document, tensors = kserve.parse_body(body, request.headers.get(kserve.HEADER_LENGTH), "inputs")
+            x = model.check(tensors)
+        except kserve.ProtocolError as exc:
+            return error(400, str(exc))
+        in_flight += 1
+        try:
+            start = time.perf_counter()
+            outputs = await asyncio.get_running_loop().run_in_executor(pool, model.run, x)
+            compute_ms = (time.perf_counter() - start) * 1000
+        finally:
+            in_flight -= 1
+        binary = bool((document.get("parameters") or {}).get("binary_data_output")) or any(
+            (spec.get("parameters") or {}).get("binary_data") for spec in document.get("outputs") or [])
+        reply = {"model_name": model.name, "model_version": "1",
+                 "parameters": {"compute_ms": compute_ms, "in_flight": in_flight}}
+        if "id" in document:
+            reply["id"] = document["id"]
+        content, headers = kserve.build_body(reply, "outputs", outputs, binary)
+        return Response(content, headers=headers)
+
+    routes = [
+        Route("/v2/health/live", live),
+        Route("/v2/health/ready", ready),
+        Route("/v2", server_metadata),
+        Route("/v2/models/{name}", model_metadata),
+        Route("/v2/models/{name}/versions/{version}", model_metadata),
+        Route("/v2/models/{name}/ready", model_ready),
+        Route("/v2/models/{name}/versions/{version}/ready", model_ready),
+        Route("/v2/models/{name}/infer", infer, methods=["POST"]),
+        Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
+    ]
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        pool.shutdown(wait=False)
+
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def load_suffix_models(models_dir: Path) -> dict[str, ServedModel]:
+    """Every suffix of the main path, `<model>-from-<k>` for k = 0..N-1, ready to serve."""
+    main_path = MainPath(models_dir)
+    block_ms = main_path.profile()
+    models = {}
+    for k in range(len(main_path)):
+        name = f"{main_path.name}-from-{k}"
+        session = ort.InferenceSession(main_path.suffix(k).SerializeToString(), session_options(),
+                                       providers=["CPUExecutionProvider"])
+        models[name] = ServedModel(name, session, block_ms[k:])
+    return models

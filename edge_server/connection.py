@@ -1,0 +1,71 @@
+"""One browser WebSocket: HELLO first, then every frame answered, concurrently.
+
+A slow INFER must not hold up the PINGs behind it (they measure RTT), so each frame
+gets its own task; at most `max_in_flight` run per connection, after which the loop
+stops reading and TCP pushes back on the client. Replies go out as they complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from edge_server.config import Settings
+from edge_server.runtime import EdgeRuntime
+from edge_server.session import EdgeSession
+
+POLICY_VIOLATION = 1008
+
+
+def origin_allowed(websocket: WebSocket, settings: Settings) -> bool:
+    """Browsers send Origin; only the page's own origin and configured ones may connect.
+
+    Clients that are not browsers send no Origin and are let through: the check exists
+    to stop other web pages from using a visitor's browser against this server.
+    """
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True
+    own = f"{'https' if websocket.url.scheme == 'wss' else 'http'}://{websocket.headers.get('host', '')}"
+    return origin == own or origin in settings.allowed_origins
+
+
+async def serve_connection(websocket: WebSocket, settings: Settings, runtime: EdgeRuntime) -> None:
+    if not origin_allowed(websocket, settings):
+        await websocket.close(code=POLICY_VIOLATION, reason="origin not allowed")
+        return
+    await websocket.accept()
+    session = EdgeSession(settings, runtime)
+    send_lock = asyncio.Lock()
+    slots = asyncio.Semaphore(settings.max_in_flight)
+    tasks: set[asyncio.Task] = set()
+
+    async def send(data: bytes) -> None:
+        async with send_lock:
+            await websocket.send_bytes(data)
+
+    async def answer(data: bytes | str | None) -> None:
+        try:
+            await send(await session.handle(data))
+        except (WebSocketDisconnect, RuntimeError):
+            pass  # the client left while we worked; nobody to tell
+        finally:
+            slots.release()
+
+    try:
+        await send(session.hello())
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            await slots.acquire()
+            data = message.get("bytes")
+            task = asyncio.create_task(answer(data if data is not None else message.get("text")))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        for task in tasks:
+            task.cancel()

@@ -1,0 +1,97 @@
+"""The Open Inference Protocol (KServe v2) REST body format, for the cloud and its clients.
+
+An infer request or response is a JSON document, optionally followed by raw tensor
+bytes (the binary tensor data extension): the header `Inference-Header-Content-Length`
+gives the JSON's length, and each binary tensor names its size in
+`parameters.binary_data_size`, in order. Triton, KServe and tritonclient speak exactly
+this, so either side can be swapped for theirs.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+DATATYPES = {
+    "FP32": np.float32, "FP16": np.float16, "FP64": np.float64,
+    "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
+    "UINT8": np.uint8, "BOOL": np.bool_,
+}
+NAMES = {np.dtype(dtype): name for name, dtype in DATATYPES.items()}
+
+
+class ProtocolError(ValueError):
+    """A request or response that does not follow the protocol; the text says where."""
+
+
+def datatype_of(array: np.ndarray) -> str:
+    try:
+        return NAMES[array.dtype]
+    except KeyError:
+        raise ProtocolError(f"dtype {array.dtype} has no Open Inference Protocol datatype") from None
+
+
+def _tensor(spec: dict, binary: memoryview, offset: int) -> tuple[np.ndarray, int]:
+    name, shape, datatype = spec.get("name"), spec.get("shape"), spec.get("datatype")
+    if not isinstance(name, str):
+        raise ProtocolError("every tensor needs a string 'name'")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise ProtocolError(f"tensor {name!r}: 'shape' must be a list of non-negative integers, got {shape!r}")
+    if datatype not in DATATYPES:
+        raise ProtocolError(f"tensor {name!r}: datatype {datatype!r} is not one of {', '.join(DATATYPES)}")
+    dtype = np.dtype(DATATYPES[datatype])
+    count = int(np.prod(shape, dtype=np.int64))
+    size = (spec.get("parameters") or {}).get("binary_data_size")
+    if size is not None:
+        if size != count * dtype.itemsize or offset + size > len(binary):
+            raise ProtocolError(f"tensor {name!r}: binary_data_size {size} does not fit shape {shape} of "
+                                f"{datatype} or the {len(binary) - offset} bytes left in the body")
+        array = np.frombuffer(binary[offset:offset + size], dtype).reshape(shape)
+        return array, offset + size
+    if "data" not in spec:
+        raise ProtocolError(f"tensor {name!r} has neither 'data' nor parameters.binary_data_size")
+    try:
+        array = np.asarray(spec["data"], dtype=dtype).reshape(shape)
+    except (TypeError, ValueError) as exc:
+        raise ProtocolError(f"tensor {name!r}: 'data' does not fit shape {shape} of {datatype}: {exc}") from None
+    return array, offset
+
+
+def parse_body(body: bytes, header_length: str | None, key: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """Split a request (key="inputs") or response (key="outputs") into JSON and tensors."""
+    try:
+        length = len(body) if header_length is None else int(header_length)
+        if not 0 <= length <= len(body):
+            raise ValueError(f"{length} is outside the body's {len(body)} bytes")
+        document = json.loads(body[:length])
+    except ValueError as exc:
+        raise ProtocolError(f"the JSON part is invalid ({exc}); send JSON, or set {HEADER_LENGTH} "
+                            "to the JSON's length when binary tensor data follows") from None
+    if not isinstance(document, dict) or not isinstance(document.get(key), list):
+        raise ProtocolError(f"the JSON part must be an object with a list '{key}'")
+    binary, offset, tensors = memoryview(body)[length:], 0, {}
+    for spec in document[key]:
+        if not isinstance(spec, dict):
+            raise ProtocolError(f"each entry of '{key}' must be an object")
+        tensors[spec.get("name")], offset = _tensor(spec, binary, offset)
+    return document, tensors
+
+
+def build_body(document: dict, key: str, tensors: dict[str, np.ndarray], binary: bool) -> tuple[bytes, dict[str, str]]:
+    """The inverse of parse_body: JSON plus, if binary, raw tensor bytes; returns (body, headers)."""
+    specs, blobs = [], []
+    for name, array in tensors.items():
+        spec = {"name": name, "shape": list(array.shape), "datatype": datatype_of(array)}
+        if binary:
+            blob = np.ascontiguousarray(array).tobytes()
+            spec["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            spec["data"] = array.reshape(-1).tolist()
+        specs.append(spec)
+    head = json.dumps({**document, key: specs}, separators=(",", ":")).encode()
+    if not binary:
+        return head, {"Content-Type": "application/json"}
+    return b"".join([head, *blobs]), {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(head))}

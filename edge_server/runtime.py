@@ -1,0 +1,156 @@
+"""What the edge does with an offloaded sample: its own blocks, the cloud's, fallbacks.
+
+    INFER (input of block a) ─► blocks [a, b) here ─► blocks [b, N) in the cloud ─► RESULT
+                                                   └─ cloud down or slow: [b, N) here
+
+Both hops are batched across connections (edge_server/batching.py). Every result says
+where its last block ran and, if the plan could not be followed, why; no request is
+dropped silently. The runtime also keeps what the planner needs to know about this
+side: per-block times here and in the cloud, the edge <-> cloud link, and the queue.
+Times are milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import numpy as np
+
+from strata.offload import InferRequest, Result, split_transfer
+from strata.probes import StepTracker, WindowedMedian, transfer_rate_bps
+from strata.wire import WIRE_VERSION
+
+from edge_server.batching import Batcher, Computed, in_threads
+from edge_server.cloud_client import CloudClient, CloudUnavailable
+from edge_server.config import Settings
+from edge_server.main_path import MainPath
+
+log = logging.getLogger("strata.edge")
+CLOUD_PROBE_PERIOD_S = 2.0
+
+
+class CloudLink:
+    """What the edge knows of its link to the cloud: RTT from health pings, rates from forwards."""
+
+    def __init__(self) -> None:
+        self.rtt = WindowedMedian(window=8)
+        self.up = StepTracker()
+        self.down = StepTracker()
+
+    def observe(self, details: dict) -> tuple[float, float]:
+        """Account one forward; return its (edge->cloud, cloud->edge) transfer times."""
+        transfer = details["round_trip_ms"] - details["compute_ms"]
+        up, down = split_transfer(transfer, details["sent_bytes"], details["received_bytes"], self.rtt.value)
+        rtt_s = (self.rtt.value or 0.0) / 2000  # each direction carries half the round trip
+        for tracker, size, ms in ((self.up, details["sent_bytes"], up), (self.down, details["received_bytes"], down)):
+            rate = transfer_rate_bps(size, ms / 1000, rtt_s)
+            if rate is not None:
+                tracker.add(rate)
+        return up, down
+
+    def describe(self) -> dict:
+        return {"rtt_ms": self.rtt.value, "up_bps": self.up.value, "down_bps": self.down.value}
+
+
+class EdgeRuntime:
+    def __init__(self, main_path: MainPath, settings: Settings, cloud: CloudClient | None) -> None:
+        self.main_path, self.cloud = main_path, cloud
+        run_blocks, self._pool = in_threads(main_path.run, settings.workers)
+        wait = settings.max_wait_ms / 1000
+        self.blocks = Batcher(run_blocks, settings.workers, settings.max_batch, wait)
+        self.forwards = Batcher(self._forward, settings.cloud_concurrency, settings.max_batch, wait)
+        self.block_ms = main_path.profile()
+        self.cloud_block_ms: list[float] | None = None
+        self.cloud_link = CloudLink()
+        self._probe: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        """Learn the cloud's per-block costs and start probing the link to it."""
+        if self.cloud is None:
+            return
+        try:
+            self.cloud_block_ms = await self.cloud.block_ms()
+        except CloudUnavailable as exc:
+            log.warning("cloud metadata unavailable (%s); assuming its blocks cost what ours do", exc)
+        self._probe = asyncio.ensure_future(self._probe_cloud())
+
+    async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.cloud is not None:
+            await self.cloud.aclose()
+
+    async def _probe_cloud(self) -> None:
+        while True:
+            try:
+                self.cloud_link.rtt.add(await self.cloud.ping())
+            except CloudUnavailable:
+                pass
+            await asyncio.sleep(CLOUD_PROBE_PERIOD_S)
+
+    async def _forward(self, x: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, dict]:
+        reply = await self.cloud.infer(x, start)
+        return reply.output, {"round_trip_ms": reply.round_trip_ms, "compute_ms": reply.compute_ms,
+                              "in_flight": reply.in_flight, "sent_bytes": reply.sent_bytes,
+                              "received_bytes": reply.received_bytes}
+
+    @property
+    def queued(self) -> int:
+        """Samples waiting for an edge worker or a cloud forward: the edge's load."""
+        return self.blocks.queued + self.forwards.queued
+
+    def hello(self) -> dict:
+        """Capabilities sent to each new connection: the model, its cuts, the costs here and beyond."""
+        manifest = self.main_path.manifest
+        return {
+            "wire_version": WIRE_VERSION,
+            "model": self.main_path.name,
+            "model_version": manifest["version"],
+            "blocks": len(self.main_path),
+            "cut_shapes": [list(shape) for shape in self.main_path.cut_shapes],
+            "edge_block_ms": self.block_ms,
+            "cloud": self.cloud is not None,
+            "cloud_block_ms": self.cloud_block_ms or self.block_ms,
+            "cloud_link": self.cloud_link.describe(),
+            "edge_queued": self.queued,
+        }
+
+    async def infer(self, request: InferRequest) -> Result:
+        plan, x, blocks = request.plan, request.tensor, len(self.main_path)
+        timing = {"device_compute_ms": request.device_ms, "edge_compute_ms": 0.0, "edge_queue_ms": 0.0}
+        if plan.a < plan.b:
+            x = self._account(await self.blocks(x, plan.a, plan.b), timing)
+        tier, fallback = "edge", None
+        if plan.b < blocks:
+            if self.cloud is None:
+                fallback = "no-cloud: ran the cloud's blocks at the edge"
+            else:
+                try:
+                    forwarded = await self.forwards(x, plan.b, blocks)
+                except CloudUnavailable as exc:
+                    log.warning("request %s: %s; finishing at the edge", request.request_id, exc)
+                    fallback = f"cloud-unavailable: {exc}"
+                else:
+                    x, tier, details = forwarded.output, "cloud", forwarded.details
+                    timing["edge_queue_ms"] += forwarded.waited_ms
+                    up, down = self.cloud_link.observe(details)
+                    timing.update(edge_to_cloud_ms=up, cloud_compute_ms=details["compute_ms"], cloud_to_edge_ms=down,
+                                  cloud_in_flight=details["in_flight"], cloud_batch=forwarded.batch)
+            if tier == "edge":
+                x = self._account(await self.blocks(x, plan.b, blocks), timing)
+        timing["edge_queued"] = self.queued
+        return Result(request.request_id, x, tier, timing, fallback)
+
+    @staticmethod
+    def _account(computed: Computed, timing: dict) -> np.ndarray:
+        """Add an edge block call to the timing: model time, and time spent waiting for a thread."""
+        run_ms = computed.details["run_ms"]
+        timing["edge_compute_ms"] += run_ms
+        timing["edge_queue_ms"] += computed.waited_ms + computed.call_ms - run_ms
+        timing["batch"] = computed.batch
+        return computed.output

@@ -1,0 +1,114 @@
+"""Real samples through the real page, the edge and the cloud, and what happens when a tier dies."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from playwright.sync_api import Browser, Page
+
+from bench.chromium import PageWatch
+from bench.servers import cloud_process, edge_process
+from edge_server.config import Settings
+from edge_server.main_path import MainPath
+from strata import device
+from strata.codecs import decode_tensor, encode_tensor
+from strata.executor import load_browser_model
+from strata.plan import Plan, default_plan
+
+READY_TIMEOUT_MS = 90_000
+MODELS = Settings().models_dir
+MAIN_PATH_BLOCKS = len(json.loads((MODELS / "manifest.json").read_text())["blocks"])
+
+
+@pytest.fixture
+def tiers() -> Iterator[dict]:
+    """A cloud and an edge process of this test's own, so that the test may kill them."""
+    with cloud_process() as (cloud, cloud_proc), edge_process("--cloud-url", cloud) as (edge, edge_proc):
+        yield {"edge": edge, "edge_process": edge_proc, "cloud_process": cloud_proc}
+
+
+def _open(watched: PageWatch, url: str) -> Page:
+    page = watched.page
+    page.goto(url + "/")
+    page.wait_for_selector("body[data-ready=true]", timeout=READY_TIMEOUT_MS)
+    page.wait_for_selector("#edge-state[data-state=connected]", timeout=30_000)
+    return page
+
+
+def _fix_plan(page: Page, plan: Plan) -> None:
+    """Take the planner out of the loop, so the test knows what ran where."""
+    page.evaluate("plan => window.strata.callWorker('set_plan', plan)", plan.to_header())
+    page.wait_for_selector(f"#plan-strip[data-auto=false][data-a='{plan.a}'][data-b='{plan.b}']")
+
+
+def _rows(page: Page) -> list[dict]:
+    return page.eval_on_selector_all("#run-table tbody tr", "rows => rows.map(r => ({...r.dataset}))")
+
+
+def _cpython_answers(plan: Plan, count: int) -> list[tuple[int, str]]:
+    """The same plan in CPython: the shared device code, then onnxruntime for the rest."""
+    manifest = json.loads((MODELS / "manifest.json").read_text())
+    bundle = manifest["browser_bundle"]["file"]
+    model = load_browser_model(manifest, {bundle: (MODELS / bundle).read_bytes()})
+    main_path = MainPath(MODELS)
+    with np.load(MODELS / "samples.npz") as shipped:
+        images = shipped["images"][:count]
+    answers = []
+    for i, image in enumerate(images):
+        pending = device.start(model, image, plan, i, len(main_path))
+        if pending.answer is not None:
+            answers.append((pending.answer.label, "browser"))
+            continue
+        x = decode_tensor(*encode_tensor(pending.request.tensor, plan.codec))
+        tier = "cloud" if plan.b < len(main_path) else "edge"
+        answers.append((int(main_path.run(x, plan.a, len(main_path)).argmax()), tier))
+    return answers
+
+
+def test_a_batch_through_the_page_matches_cpython(tiers: dict, watched: PageWatch) -> None:
+    page = _open(watched, tiers["edge"])
+    plan = default_plan(MAIN_PATH_BLOCKS)
+    _fix_plan(page, plan)
+    page.fill("#run-count", "40")
+    page.click("#run")
+    page.wait_for_selector("#run-summary[data-done]", timeout=120_000)
+    watched.screenshot("runtime-batch")
+    rows = _rows(page)
+    assert len(rows) == 40
+    page_answers = [(int(r["label"]), r["tier"]) for r in rows]
+    assert page_answers == _cpython_answers(plan, 40)
+    assert {tier for _, tier in page_answers} == {"browser", "cloud"}, "the batch should exercise both exits"
+    assert not any(r["fallback"] for r in rows)
+    assert not watched.console_errors, watched.console_errors
+
+
+def test_killing_the_cloud_mid_run_still_answers_at_the_edge(tiers: dict, watched: PageWatch) -> None:
+    page = _open(watched, tiers["edge"])
+    _fix_plan(page, Plan(1, MAIN_PATH_BLOCKS - 2, "f16", branch=False))  # every sample goes on to the cloud
+    page.fill("#run-count", "30")
+    page.click("#run")
+    page.wait_for_function("document.querySelectorAll('#run-table tbody tr').length >= 5")
+    tiers["cloud_process"].kill()
+    page.wait_for_selector("#run-summary[data-done]", timeout=120_000)
+    rows = _rows(page)
+    assert len(rows) == 30, "no request may be lost"
+    assert rows[0]["tier"] == "cloud"
+    late = rows[-5:]
+    assert all(r["tier"] == "edge" and r["fallback"].startswith("cloud-unavailable") for r in late), late
+    assert "fallback" in page.inner_text("#run-table")
+
+
+def test_killing_the_edge_falls_back_to_the_branch_and_says_so(tiers: dict, watched: PageWatch) -> None:
+    page = _open(watched, tiers["edge"])
+    _fix_plan(page, Plan(1, MAIN_PATH_BLOCKS, "f16", branch=False))
+    tiers["edge_process"].kill()
+    page.wait_for_selector("#edge-state:not([data-state=connected])", timeout=30_000)
+    page.click("#gallery .sample >> nth=0")
+    page.wait_for_selector("#result[data-fallback^=edge-unreachable]", timeout=30_000)
+    watched.screenshot("runtime-edge-down")
+    assert page.get_attribute("#result", "data-tier") == "browser"
+    assert "fallback" in page.inner_text("#result")
+    assert "reconnecting" in page.inner_text("#edge-state") or "unreachable" in page.inner_text("#edge-state")

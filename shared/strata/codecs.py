@@ -1,0 +1,111 @@
+"""Tensor codecs for what crosses a cut: the trade between bytes and fidelity.
+
+A codec name is a base, optionally followed by "+z" for a lossless zlib pass:
+
+    f32    float32, exact
+    f16    float16, half the bytes; relative error about 1e-3
+    i8     int8 with one scale for the tensor (symmetric, scale = max|x| / 127)
+    i8c    int8 with one scale per channel (axis 1, as in NCHW)
+
+"+z" pays off on activations after ReLU, which are mostly zeros. The choice of codec is
+part of the plan; docs/codecs.md has the measured bytes and accuracy of each.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+BASES = ("f32", "f16", "i8", "i8c")
+CODECS = tuple(f"{base}{z}" for base in BASES for z in ("", "+z"))
+ZLIB_LEVEL = 1  # level 1 gets nearly all of the gain on sparse activations, at a fraction of the time
+
+
+class CodecError(ValueError):
+    """A tensor that cannot be encoded or decoded as described."""
+
+
+def _split(codec: str) -> tuple[str, bool]:
+    if codec not in CODECS:
+        raise CodecError(f"unknown codec {codec!r}: expected one of {', '.join(CODECS)}")
+    base, _, z = codec.partition("+")
+    return base, bool(z)
+
+
+def _scale(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    peak = np.abs(x).max(axis=axes, keepdims=True, initial=0.0)
+    return np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+
+
+def encode_tensor(x: np.ndarray, codec: str) -> tuple[dict, bytes]:
+    """Encode a float32 tensor; return (header fields, payload bytes)."""
+    base, compress = _split(codec)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():
+        raise CodecError("tensor contains NaN or Inf; refusing to encode it")
+    header: dict = {"codec": codec, "shape": list(x.shape)}
+    if base == "f32":
+        data = x.tobytes()
+    elif base == "f16":
+        data = x.astype(np.float16).tobytes()
+    else:
+        if base == "i8c" and x.ndim < 2:
+            raise CodecError(f"i8c needs a channel axis (ndim >= 2), got shape {x.shape}")
+        axes = tuple(i for i in range(x.ndim) if i != 1) if base == "i8c" else tuple(range(x.ndim))
+        scale = _scale(x, axes)
+        data = np.clip(np.rint(x / scale), -127, 127).astype(np.int8).tobytes()
+        header["scale"] = scale.reshape(-1).tolist()
+    return header, zlib.compress(data, ZLIB_LEVEL) if compress else data
+
+
+def decode_tensor(header: dict, payload: bytes, max_elements: int = 1 << 26) -> np.ndarray:
+    """Decode what encode_tensor made, checking every field; the result is float32."""
+    base, compressed = _split(header.get("codec", ""))
+    shape = header.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise CodecError(f"tensor shape must be a list of non-negative integers, got {shape!r}")
+    count = int(np.prod(shape, dtype=np.int64))
+    if count > max_elements:
+        raise CodecError(f"tensor of {count} elements exceeds the limit of {max_elements}")
+    if compressed:
+        try:
+            payload = zlib.decompressobj().decompress(payload, count * 4 + 1)
+        except zlib.error as exc:
+            raise CodecError(f"payload is not valid zlib data: {exc}") from None
+    itemsize = {"f32": 4, "f16": 2}.get(base, 1)
+    if len(payload) != count * itemsize:
+        raise CodecError(f"payload holds {len(payload)} bytes; shape {shape} as {base} needs {count * itemsize}")
+    if base == "f32":
+        x = np.frombuffer(payload, np.float32).reshape(shape).copy()
+    elif base == "f16":
+        x = np.frombuffer(payload, np.float16).reshape(shape).astype(np.float32)
+    else:
+        x = np.frombuffer(payload, np.int8).reshape(shape).astype(np.float32)
+        x *= _scales(header, base, shape)
+    if not np.isfinite(x).all():
+        raise CodecError("tensor contains NaN or Inf")
+    return x
+
+
+def _scales(header: dict, base: str, shape: list[int]) -> np.ndarray:
+    scale = header.get("scale")
+    channels = shape[1] if base == "i8c" and len(shape) >= 2 else 1
+    if not isinstance(scale, list) or len(scale) != channels or not all(isinstance(s, (int, float)) for s in scale):
+        raise CodecError(f"{base} needs 'scale', a list of {channels} number(s); got {scale!r}")
+    values = np.asarray(scale, np.float32)
+    if base == "i8c":
+        return values.reshape((1, channels) + (1,) * (len(shape) - 2))
+    return values.reshape(())
+
+
+def encoded_bytes(codec: str, shape: tuple[int, ...] | list[int], z_ratio: float = 1.0) -> int:
+    """Expected payload bytes of one sample of `shape` (no batch) under `codec`.
+
+    Exact for the bases; for "+z" the base size divided by `z_ratio`, the compression
+    ratio last seen on real tensors at that cut (zlib's gain depends on the data).
+    """
+    base, compress = _split(codec)
+    count = int(np.prod(shape))
+    size = count * {"f32": 4, "f16": 2}.get(base, 1)
+    return max(1, int(size / z_ratio)) if compress else size

@@ -1,0 +1,110 @@
+"""The messages of one offload: INFER from the worker, RESULT or ERROR from the edge.
+
+The worker, the edge and the Python load generator all build and read them here, so
+the three cannot drift apart. Times are milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from strata import wire
+from strata.codecs import CodecError, decode_tensor, encode_tensor
+from strata.plan import Plan, PlanError
+from strata.wire import Frame, MessageType
+
+
+class RequestError(ValueError):
+    """An INFER the edge refuses; `code` goes into the ERROR frame."""
+
+    def __init__(self, code: str, message: str, request_id: int | None = None) -> None:
+        super().__init__(message)
+        self.code, self.request_id = code, request_id
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    request_id: int
+    plan: Plan
+    tensor: np.ndarray  # the input of block plan.a, batch first
+    device_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class Result:
+    request_id: int
+    logits: np.ndarray
+    tier: str  # where the last block ran: "browser", "edge" or "cloud"
+    timing: dict = field(default_factory=dict)
+    fallback: str | None = None  # why the plan was not followed to the letter, if it was not
+
+
+def infer_frame(request: InferRequest) -> Frame:
+    tensor, payload = encode_tensor(request.tensor, request.plan.codec)
+    header = {"id": request.request_id, "plan": request.plan.to_header(), "tensor": tensor,
+              "device_ms": request.device_ms}
+    return Frame(MessageType.INFER, header, payload)
+
+
+def read_infer(frame: Frame, cut_shapes: list[tuple[int, ...]]) -> InferRequest:
+    """Validate an INFER against the model: cut_shapes[k] is block k's input, without batch."""
+    header = frame.header
+    request_id = header.get("id")
+    if not isinstance(request_id, int):
+        raise RequestError("malformed", "INFER needs an integer 'id'")
+    try:
+        plan = Plan.from_header(header.get("plan"), len(cut_shapes))
+        spec = header.get("tensor")
+        if not isinstance(spec, dict):
+            raise CodecError("INFER needs a 'tensor' object with codec and shape")
+        x = decode_tensor(spec, frame.payload)
+    except PlanError as exc:
+        raise RequestError("bad-plan", str(exc), request_id) from None
+    except CodecError as exc:
+        raise RequestError("bad-tensor", str(exc), request_id) from None
+    if plan.a >= len(cut_shapes):
+        raise RequestError("bad-plan", f"plan leaves nothing to run off the device (a={plan.a})", request_id)
+    expected = tuple(cut_shapes[plan.a])
+    if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != expected or len(x) < 1:
+        raise RequestError("bad-tensor", f"the input of block {plan.a} must be shaped (N, {', '.join(map(str, expected))}) "
+                                         f"with N >= 1; got {tuple(x.shape)}", request_id)
+    device_ms = header.get("device_ms", 0.0)
+    return InferRequest(request_id, plan, x, float(device_ms) if isinstance(device_ms, (int, float)) else 0.0)
+
+
+def result_frame(result: Result) -> Frame:
+    header, payload = encode_tensor(result.logits, "f32")
+    return Frame(MessageType.RESULT, {"id": result.request_id, "tier": result.tier, "timing": result.timing,
+                                      "fallback": result.fallback, "tensor": header}, payload)
+
+
+def read_result(frame: Frame) -> Result:
+    """Parse a RESULT; an ERROR frame raises RequestError with its code and message."""
+    header = frame.header
+    if frame.type is MessageType.ERROR:
+        raise RequestError(str(header.get("code")), str(header.get("message")), header.get("id"))
+    if frame.type is not MessageType.RESULT:
+        raise RequestError("unexpected", f"expected RESULT, got {frame.type.name}")
+    return Result(header["id"], decode_tensor(header["tensor"], frame.payload), header["tier"],
+                  header.get("timing", {}), header.get("fallback"))
+
+
+def error_frame(exc: RequestError) -> Frame:
+    return wire.error(exc.code, str(exc), exc.request_id)
+
+
+def split_transfer(total_ms: float, up_bytes: int, down_bytes: int, rtt_ms: float | None) -> tuple[float, float]:
+    """Split a measured network time into (uplink, downlink).
+
+    One side cannot time a single direction without synchronized clocks, so each way
+    gets half the round-trip latency, and the rest is shared in proportion to bytes.
+    With no RTT estimate, the whole time counts as latency and splits evenly.
+    """
+    total_ms = max(total_ms, 0.0)
+    latency = total_ms if rtt_ms is None else min(rtt_ms, total_ms)
+    rest = total_ms - latency
+    moved = up_bytes + down_bytes
+    share = up_bytes / moved if moved else 0.5
+    return latency / 2 + rest * share, latency / 2 + rest * (1 - share)

@@ -1,0 +1,71 @@
+"""Tensor codecs. Runs in CPython (pytest) and inside Pyodide (tests/test_in_pyodide.py)."""
+
+import numpy as np
+import pytest
+
+from strata.codecs import CODECS, CodecError, decode_tensor, encode_tensor
+
+
+def _activation(seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(2, 8, 6, 6)).astype(np.float32)
+    x[:, 3] *= 20  # one loud channel, where a per-channel scale helps
+    return np.maximum(x, 0)  # post-ReLU, mostly zeros like the real cut
+
+
+def test_every_codec_round_trips_within_its_error():
+    x = _activation()
+    tolerance = {"f32": 0.0, "f16": 2e-2, "i8": float(x.max()) / 127 / 2 + 1e-6}
+    for codec in CODECS:
+        header, payload = encode_tensor(x, codec)
+        y = decode_tensor(header, payload)
+        assert y.dtype == np.float32 and y.shape == x.shape
+        base = codec.split("+")[0]
+        if base == "i8c":
+            per_channel = np.abs(x).max(axis=(0, 2, 3)) / 127 / 2 + 1e-6
+            assert (np.abs(y - x).max(axis=(0, 2, 3)) <= per_channel).all(), codec
+        else:
+            assert np.abs(y - x).max() <= tolerance[base], codec
+
+
+def test_sizes_shrink_as_promised():
+    x = _activation()
+    size = {codec: len(encode_tensor(x, codec)[1]) for codec in CODECS}
+    assert size["f32"] == x.size * 4
+    assert size["f16"] == x.size * 2
+    assert size["i8"] == size["i8c"] == x.size
+    assert size["f32+z"] < size["f32"] * 0.8  # half the activations are zero
+
+
+def test_per_channel_scale_is_closer_than_per_tensor():
+    x = _activation(1)
+    error = {c: np.abs(decode_tensor(*encode_tensor(x, c)) - x).mean() for c in ("i8", "i8c")}
+    assert error["i8c"] < error["i8"]
+
+
+def test_zero_tensor_and_empty_batch():
+    for shape in [(1, 4, 2, 2), (0, 4, 2, 2)]:
+        x = np.zeros(shape, np.float32)
+        for codec in CODECS:
+            assert np.array_equal(decode_tensor(*encode_tensor(x, codec)), x)
+
+
+def test_bad_tensors_are_refused_with_a_reason():
+    x = _activation()
+    header, payload = encode_tensor(x, "f16")
+    with pytest.raises(CodecError, match="needs"):
+        decode_tensor(header, payload[:-2])
+    with pytest.raises(CodecError, match="unknown codec"):
+        decode_tensor({**header, "codec": "bf16"}, payload)
+    with pytest.raises(CodecError, match="shape"):
+        decode_tensor({**header, "shape": [2, -1]}, payload)
+    with pytest.raises(CodecError, match="NaN or Inf"):
+        encode_tensor(np.array([[np.nan]], np.float32), "f32")
+    inf = np.full(4, np.inf, np.float32).tobytes()
+    with pytest.raises(CodecError, match="NaN or Inf"):
+        decode_tensor({"codec": "f32", "shape": [1, 4]}, inf)
+    q_header, q_payload = encode_tensor(x, "i8c")
+    with pytest.raises(CodecError, match="scale"):
+        decode_tensor({**q_header, "scale": [1.0]}, q_payload)
+    with pytest.raises(CodecError, match="zlib"):
+        decode_tensor({**header, "codec": "f16+z"}, b"not zlib")

@@ -1,0 +1,74 @@
+"""Offload messages and plans. Runs in CPython (pytest) and inside Pyodide."""
+
+import numpy as np
+import pytest
+
+from strata import wire
+from strata.offload import (InferRequest, RequestError, Result, infer_frame, read_infer, read_result,
+                            result_frame, split_transfer)
+from strata.plan import Plan, PlanError
+
+CUTS = [(1, 32, 32), (32, 16, 16), (64, 8, 8), (10,)]
+
+
+def _through_wire(frame):
+    return wire.decode(wire.encode(frame))
+
+
+def test_infer_round_trip_with_each_codec():
+    x = np.maximum(np.random.default_rng(0).normal(size=(2, 32, 16, 16)), 0).astype(np.float32)
+    for codec in ["f32", "f16+z", "i8c"]:
+        request = InferRequest(5, Plan(1, 3, codec), x, device_ms=2.5)
+        back = read_infer(_through_wire(infer_frame(request)), CUTS)
+        assert back.request_id == 5 and back.plan == request.plan and back.device_ms == 2.5
+        assert back.tensor.shape == x.shape
+        assert np.abs(back.tensor - x).max() <= (0 if codec == "f32" else 0.05 * x.max())
+
+
+def test_infer_with_the_wrong_shape_names_the_expected_one():
+    frame = infer_frame(InferRequest(1, Plan(2, 3, "f32"), np.zeros((1, 32, 16, 16), np.float32)))
+    with pytest.raises(RequestError, match=r"block 2 must be shaped \(N, 64, 8, 8\)") as caught:
+        read_infer(_through_wire(frame), CUTS)
+    assert caught.value.code == "bad-tensor" and caught.value.request_id == 1
+
+
+def test_infer_with_a_bad_plan_or_tensor_is_refused():
+    good = infer_frame(InferRequest(3, Plan(1, 3, "f32"), np.zeros((1, 32, 16, 16), np.float32)))
+    bad_plan = wire.Frame(good.type, {**good.header, "plan": {"a": 3, "b": 1}}, good.payload)
+    with pytest.raises(RequestError, match="0 <= a <= b") as caught:
+        read_infer(bad_plan, CUTS)
+    assert caught.value.code == "bad-plan"
+    nan = np.full((1, 32, 16, 16), np.nan, np.float32)
+    with pytest.raises(RequestError, match="NaN or Inf"):
+        read_infer(wire.Frame(good.type, good.header, nan.tobytes()), CUTS)
+    with pytest.raises(RequestError, match="integer 'id'"):
+        read_infer(wire.Frame(good.type, {**good.header, "id": "x"}, good.payload), CUTS)
+
+
+def test_result_round_trip_and_errors_raise():
+    result = Result(9, np.arange(10, dtype=np.float32)[None], "cloud", {"edge_compute_ms": 1.0}, None)
+    back = read_result(_through_wire(result_frame(result)))
+    assert back.request_id == 9 and back.tier == "cloud" and back.timing == {"edge_compute_ms": 1.0}
+    assert np.array_equal(back.logits, result.logits)
+    with pytest.raises(RequestError, match="too big") as caught:
+        read_result(_through_wire(wire.error("too-large", "too big", 9)))
+    assert caught.value.request_id == 9
+
+
+def test_plan_checks():
+    assert Plan(1, 4).check(4) == Plan(1, 4)
+    with pytest.raises(PlanError, match="branch needs conv1"):
+        Plan(0, 2, branch=True).check(4)
+    assert Plan(0, 2, branch=False).check(4).a == 0
+    with pytest.raises(PlanError, match="unknown codec"):
+        Plan(1, 2, codec="png").check(4)
+    with pytest.raises(PlanError, match="integers a and b"):
+        Plan.from_header({"a": "1", "b": 2}, 4)
+
+
+def test_split_transfer_shares_latency_then_bytes():
+    up, down = split_transfer(30.0, up_bytes=9000, down_bytes=1000, rtt_ms=10.0)
+    assert abs(up + down - 30.0) < 1e-9
+    assert abs(up - (5 + 20 * 0.9)) < 1e-9 and abs(down - (5 + 20 * 0.1)) < 1e-9
+    assert split_transfer(8.0, 100, 100, None) == (4.0, 4.0)
+    assert split_transfer(-1.0, 1, 1, 5.0) == (0.0, 0.0)
