@@ -1,0 +1,58 @@
+"""The worker's context tracker. Runs in CPython (pytest) and inside Pyodide."""
+
+from strata.context import FRAME_OVERHEAD, ContextTracker
+from strata.planner import Goal, plan
+
+MANIFEST = {
+    "blocks": [
+        {"input_shape": [1, 32, 32], "output_shape": [32, 16, 16], "macs": 300_000},
+        {"input_shape": [32, 16, 16], "output_shape": [64, 8, 8], "macs": 4_800_000},
+        {"input_shape": [64, 8, 8], "output_shape": [10], "macs": 640},
+    ],
+    "test": {"exit_rate": 0.6, "main_accuracy": 0.93, "system_accuracy": 0.927},
+}
+HELLO = {"edge_block_ms": [0.05, 0.3, 0.01], "cloud": True, "cloud_block_ms": [0.05, 0.3, 0.01],
+         "cloud_link": {"rtt_ms": 20.0, "up_bps": 1e8, "down_bps": 1e8}}
+
+
+def tracker():
+    context = ContextTracker(MANIFEST, HELLO, conv1_ms=2.0, branch_ms=4.0, macs_per_ms=300_000)
+    context.on_rtt(10.0)
+    context.on_rate("up", 20e6)
+    context.on_rate("down", 40e6)
+    return context
+
+
+def test_device_times_scale_by_macs_until_measured():
+    context = tracker()
+    assert context.device_ms(runnable=2) == [2.0, 16.0, None]
+    context.on_block(1, 12.0)
+    assert context.device_ms(runnable=3)[1] == 12.0
+
+
+def test_cut_bytes_follow_codecs_and_learned_compression():
+    context = tracker()
+    table = context.cut_bytes()
+    assert table["f32"][1] == 32 * 16 * 16 * 4 + FRAME_OVERHEAD
+    assert table["f16"][1] == 32 * 16 * 16 * 2 + FRAME_OVERHEAD
+    assert table["i8+z"][1] == table["i8"][1]  # nothing learned yet: no gain assumed
+    context.on_compression(1, "i8+z", 8192, 2048)
+    assert table["i8"][1] - FRAME_OVERHEAD == 4 * (context.cut_bytes()["i8+z"][1] - FRAME_OVERHEAD)
+
+
+def test_slow_device_and_busy_edge_show_in_the_context():
+    context = tracker()
+    for _ in range(5):
+        context.on_conv1(8.0)
+    context.on_edge({"edge_queue_ms": 3.6})
+    ctx = context.context()
+    assert ctx.device_slowdown == 4.0
+    assert abs(ctx.edge_slowdown - 11.0) < 1e-9
+    assert ctx.edge.rtt_ms == 10.0 and ctx.cloud.rtt_ms == 20.0
+
+
+def test_without_rates_the_edge_is_not_planned_for():
+    context = ContextTracker(MANIFEST, HELLO, conv1_ms=2.0, branch_ms=4.0, macs_per_ms=300_000)
+    assert context.context().edge is None
+    choice = plan(context.costs(runnable=3), context.context(), Goal("latency"))
+    assert choice.plan.a == 3  # everything on the device: the only feasible plan

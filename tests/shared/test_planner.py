@@ -1,0 +1,94 @@
+"""The planner on hand-made cost tables. Runs in CPython (pytest) and inside Pyodide.
+
+tests/test_planner_oracle.py checks it against brute force on random tables.
+"""
+
+import pytest
+
+from strata.plan import Plan
+from strata.planner import Context, Costs, Goal, Link, Replanner, evaluate, plan
+
+WIFI = Link(rtt_ms=10, up_bps=50e6, down_bps=50e6)
+SLOW = Link(rtt_ms=300, up_bps=1.5e6, down_bps=1.5e6)
+CLOUD = Link(rtt_ms=10, up_bps=100e6, down_bps=100e6)
+
+
+def costs(**changes):
+    """Four blocks: cheap early ones, a heavy late one the cloud does fastest."""
+    table = dict(
+        device_ms=[2.0, 30.0, 60.0, 100.0], edge_ms=[0.2, 2.0, 4.0, 40.0], cloud_ms=[0.1, 1.0, 2.0, 4.0],
+        cut_bytes={"f32": [4096, 32768, 16384, 8192, 40], "f16": [2048, 16384, 8192, 4096, 40]},
+        branch_ms=3.0, exit_rate=0.6, accuracy=0.93, branch_accuracy=0.927,
+    )
+    table.update(changes)
+    return Costs(**table)
+
+
+def test_fast_link_offloads_early_and_uses_the_cloud_for_the_heavy_block():
+    choice = plan(costs(), Context(WIFI, CLOUD), Goal("latency"))
+    assert choice.plan.a == 1 and choice.plan.b < 4
+    assert choice.plan.codec == "f16" and choice.plan.branch
+
+
+def test_no_cloud_keeps_everything_at_the_edge():
+    choice = plan(costs(), Context(WIFI, None), Goal("latency"))
+    assert choice.plan.b == 4
+
+
+def test_edge_down_and_a_device_that_cannot_run_all_blocks_is_reported():
+    choice = plan(costs(device_ms=[2.0, None, None, None]), Context(None, None), Goal("latency"))
+    assert choice.plan is None and "unreachable" in choice.reason
+
+
+def test_edge_down_runs_everything_on_the_device_when_it_can():
+    choice = plan(costs(), Context(None, None), Goal("latency"))
+    assert choice.plan.a == 4
+
+
+def test_privacy_never_uploads_raw_input():
+    cheap_upload = costs(cut_bytes={"f32": [10, 10**7, 10**7, 10**7, 40]}, branch_ms=None)
+    assert plan(cheap_upload, Context(WIFI, CLOUD), Goal("latency")).plan.a == 0
+    assert plan(cheap_upload, Context(WIFI, CLOUD), Goal("latency", privacy=True)).plan.a >= 1
+
+
+def test_energy_goal_prefers_less_device_compute_than_latency_goal_on_a_fast_device():
+    fast_device = costs(device_ms=[1.0, 3.0, 6.0, 10.0], branch_ms=1.0)
+    latency = plan(fast_device, Context(SLOW, CLOUD), Goal("latency"))
+    energy = plan(fast_device, Context(SLOW, CLOUD), Goal("energy"))
+    assert energy.energy_mj <= latency.energy_mj
+    assert latency.latency_ms <= energy.latency_ms
+
+
+def test_accuracy_goal_within_budget_and_the_fastest_when_none_fits():
+    tight = plan(costs(), Context(WIFI, CLOUD), Goal("accuracy", budget_ms=1000))
+    assert tight.meets_budget and not tight.plan.branch  # the main path alone is the most accurate
+    impossible = plan(costs(), Context(SLOW, CLOUD), Goal("accuracy", budget_ms=1.0))
+    assert not impossible.meets_budget and "fastest" in impossible.reason
+    fastest = plan(costs(), Context(SLOW, CLOUD), Goal("latency"))
+    assert impossible.latency_ms == fastest.latency_ms
+
+
+def test_evaluate_matches_plan_for_the_chosen_plan():
+    context, goal = Context(WIFI, CLOUD), Goal("latency")
+    choice = plan(costs(), context, goal)
+    again = evaluate(choice.plan, costs(), context, goal)
+    assert abs(again.latency_ms - choice.latency_ms) < 1e-9
+    assert evaluate(Plan(1, 2, "f16"), costs(), Context(WIFI, None), goal) is None
+
+
+def test_replanner_has_hysteresis():
+    replanner = Replanner(margin=0.15)
+    goal = Goal("latency")
+    first = replanner.update(costs(), Context(WIFI, CLOUD), goal).plan
+    slightly = Link(rtt_ms=11, up_bps=45e6, down_bps=45e6)
+    assert replanner.update(costs(), Context(slightly, CLOUD), goal).plan == first
+    assert replanner.switches == 0
+    moved = replanner.update(costs(), Context(SLOW, CLOUD), goal).plan
+    assert moved != first and replanner.switches == 1
+
+
+def test_goal_checks_its_arguments():
+    with pytest.raises(ValueError, match="unknown goal"):
+        Goal("speed")
+    with pytest.raises(ValueError, match="budget"):
+        Goal("accuracy")
