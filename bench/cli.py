@@ -1,23 +1,55 @@
-"""Benchmarks, each reporting medians over several runs.
+"""Benchmarks: each reports medians over several runs and writes docs/bench/<name>.*
 
-  startup   cold and warm-cache time from page load to the worker's ready state,
-            and the bytes the browser downloads (compressed and raw)
+  startup   cold and warm-cache time from page load to the worker's ready state, and
+            the bytes the browser downloads (compressed and raw), in headless Chromium
+  load      N concurrent browser-like clients against the edge (and its cloud), with
+            and without dynamic batching: throughput, p50/p99 latency, edge overhead
+  adaptive  the planner against every fixed plan and the single-tier strategies, in
+            headless Chromium behind the link emulator (wifi, 4g, 3g, wifi then 3g)
+  planner   time of one plan in CPython over 50..500 blocks and every codec
+  codecs    bytes per offload and system accuracy of each tensor codec, on the 10k
+            Fashion-MNIST test images (needs the Debian package dataset-fashion-mnist)
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-SUMMARY = "Run a benchmark (startup) in real headless Chromium and print medians."
+from edge_server.config import REPO
+
+SUMMARY = "Run a benchmark (startup, load, codecs, planner, adaptive) and write its results under docs/bench/."
+OUTPUT = REPO / "docs" / "bench"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("benchmark", choices=["startup"], help="which benchmark to run")
+    parser.add_argument("benchmark", choices=["startup", "load", "codecs", "planner", "adaptive"], help="which benchmark to run")
     parser.add_argument("--runs", type=int, default=5, help="runs per measurement (default: %(default)s)")
-    parser.add_argument("--json", dest="json_path", help="also write the results as JSON to this file")
+    parser.add_argument("--clients", default="1,8,64,256",
+                        help="load: comma-separated client counts (default: %(default)s)")
+    parser.add_argument("--requests", type=int, default=40,
+                        help="load: requests per client at 8 clients or fewer; fewer each beyond (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=OUTPUT, help="where results go (default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench import startup
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.benchmark == "startup":
+        from bench import startup
 
-    return startup.main(runs=args.runs, json_path=args.json_path)
+        return startup.main(runs=args.runs, out=args.out)
+    if args.benchmark == "adaptive":
+        from bench import adaptive
+
+        return adaptive.main(args.runs, args.requests, args.out)
+    if args.benchmark == "planner":
+        from bench import planner
+
+        return planner.main(args.runs, args.out)
+    if args.benchmark == "codecs":
+        from bench import codecs
+
+        return codecs.main(args.out)
+    from bench import load
+
+    return load.main([int(n) for n in args.clients.split(",")], args.requests, args.runs, args.out)

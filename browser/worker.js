@@ -1,13 +1,15 @@
 // The Web Worker: fetches Pyodide, numpy and the strata wheel with byte-level progress,
-// starts Python, then hands over to browser/worker.py. Every URL is on the edge server.
+// starts Python, runs browser/worker.py, then serves the page's calls into it.
+// Every URL is on the edge server.
 
 const post = (type, data = {}) => self.postMessage({ type, ...data });
+let pyodide = null;
 
-// Fetch one file, reporting progress; the bytes land in the HTTP cache (immutable),
-// so Pyodide's own fetch of the same URL right after is served from there.
-async function fetchBytes(asset, progress) {
-  const response = await fetch(asset.url);
-  if (!response.ok) throw new Error(`${asset.url}: HTTP ${response.status}; run \`make provision\` on the server`);
+// Fetch one file, reporting progress; the bytes land in the HTTP cache, so Pyodide's
+// own fetch of the same URL right after is served from there.
+async function fetchBytes(url, progress) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}; run \`make provision\` on the server`);
   const reader = response.body.getReader();
   const chunks = [];
   for (;;) {
@@ -37,7 +39,7 @@ async function start(wsUrl) {
   let t = performance.now();
   for (const asset of all) {
     const name = asset.url.split("/").pop();
-    const bytes = await fetchBytes(asset, (n) => {
+    const bytes = await fetchBytes(asset.url, (n) => {
       loaded += n;
       const now = performance.now();
       if (now - lastPost > 30) {
@@ -52,7 +54,7 @@ async function start(wsUrl) {
 
   t = performance.now();
   const { loadPyodide } = await import(`${assets.pyodide.index_url}pyodide.mjs`);
-  const pyodide = await loadPyodide({ indexURL: assets.pyodide.index_url });
+  pyodide = await loadPyodide({ indexURL: assets.pyodide.index_url });
   mark("python", t);
 
   t = performance.now();
@@ -64,15 +66,42 @@ async function start(wsUrl) {
   pyodide.runPython(await (await fetch("worker.py")).text());
   mark("packages", t);
 
-  const info = pyodide.globals.get("runtime_info")().toJs({ dict_converter: Object.fromEntries });
-  post("ready", { info, timings: { ready_ms: performance.now() - t0, steps } });
+  t = performance.now();
+  post("progress", { step: "Loading the model", loaded, total, transferredTotal });
+  const model = await call("load_model", [wsUrl]);
+  mark("model", t);
 
-  const rtt = await pyodide.globals.get("measure_rtt")(wsUrl, 20);
-  post("rtt", rtt.toJs({ dict_converter: Object.fromEntries }));
+  const info = await call("runtime_info", []);
+  post("ready", { info, model, timings: { ready_ms: performance.now() - t0, steps } });
+}
+
+// Call a function of worker.py with plain JS arguments; get plain JS back. An async
+// function returns an awaitable proxy of its Future, which settles to the value.
+async function call(method, args) {
+  const fn = pyodide.globals.get(method);
+  if (!fn) throw new Error(`worker.py has no function ${method}`);
+  const pyArgs = args.map((arg) => pyodide.toPy(arg));
+  try {
+    const result = await fn(...pyArgs);
+    if (result && typeof result.toJs === "function") {
+      const plain = result.toJs({ dict_converter: Object.fromEntries });
+      result.destroy();
+      return plain;
+    }
+    return result;
+  } finally {
+    fn.destroy();
+    pyArgs.forEach((arg) => arg && typeof arg.destroy === "function" && arg.destroy());
+  }
 }
 
 self.onmessage = ({ data }) => {
   if (data.type === "start") {
-    start(data.wsUrl).catch((error) => post("error", { message: String(error && error.message || error) }));
+    start(data.wsUrl).catch((error) => post("error", { message: String((error && error.message) || error) }));
+  } else if (data.type === "call") {
+    call(data.method, data.args).then(
+      (result) => post("reply", { id: data.id, result }),
+      (error) => post("reply", { id: data.id, error: String((error && error.message) || error) }),
+    );
   }
 };

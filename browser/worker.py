@@ -1,50 +1,299 @@
 """Python in the browser's Web Worker: the bridge from strata to the browser's APIs.
 
 Everything that does not touch a browser API lives in the strata package (shared with
-the servers and tested in CPython and in Pyodide); this file only wires it to the JS
-WebSocket and to the page.
+the servers and tested in CPython and in Pyodide); this file wires it to the JS
+WebSocket, to fetch, and to the page. worker.js calls the functions at the bottom.
+
+    load_model()  bundle, samples, device profile, edge link, probe loop
+    classify_*()  one image through the current plan (the planner's, or the page's)
+    probe loop    every PROBE_PERIOD_S: RTT, an uplink and a downlink probe, then re-plan
 """
 
 import asyncio
+import io
+import json
 import sys
 import time
 
-import numpy as np
 import js
-from js import WebSocket
+import numpy as np
 from pyodide.ffi import create_proxy, to_js
+from pyodide.http import pyfetch
 
 import strata
-from strata import wire
-from strata.probes import WindowedMedian
+from strata import device, wire
+from strata.blocks import load_blocks, run_blocks
+from strata.context import ContextTracker
+from strata.executor import load_browser_model
+from strata.offload import RequestError, infer_frame, read_result
+from strata.plan import Plan, default_plan
+from strata.planner import Goal, Replanner, evaluate
+from strata.probes import probe_bytes, transfer_rate_bps
 from strata.wire import MessageType
+
+REPLY_TIMEOUT_S = 5.0  # past this, the branch answers instead of the edge
+BACKOFF_S = [0.5, 1, 2, 4, 8]  # waits between reconnection attempts, the last one repeating
+PROBE_PERIOD_S = 1.0  # one RTT ping and one probe each way per period, at most 5 % of the link
+
+
+def notify(kind, **data):
+    """Tell the page something happened, unasked (connection state, context, plan)."""
+    js.postMessage(to_js({"type": kind, **data}, dict_converter=js.Object.fromEntries))
 
 
 class EdgeLink:
-    """A WebSocket to the edge, awaited from asyncio: one frame out, one frame back."""
+    """The WebSocket to the edge: awaits replies by request, reconnects with backoff."""
 
     def __init__(self, url):
-        self.inbox = asyncio.Queue()
-        self.opened = asyncio.get_event_loop().create_future()
-        self.socket = WebSocket.new(url)
-        self.socket.binaryType = "arraybuffer"
-        self._handlers = [
-            create_proxy(lambda event: self.opened.done() or self.opened.set_result(True)),
-            create_proxy(lambda event: self.inbox.put_nowait(bytes(event.data.to_py()))),
-            create_proxy(lambda event: self.opened.done() or self.opened.set_exception(ConnectionError(f"cannot reach {url}"))),
-        ]
-        self.socket.onopen, self.socket.onmessage, self.socket.onerror = self._handlers
+        self.url = url
+        self.socket = None
+        self.hello = None
+        self.pending = {}  # ("infer", id) or ("ping", seq) -> Future of the reply Frame
+        self.ready = asyncio.Event()
+        self.attempt = 0
+        self._proxies = []
 
-    async def exchange(self, frame):
-        """Send one frame and wait for the reply frame."""
-        await self.opened
-        self.socket.send(to_js(wire.encode(frame)))
-        return wire.decode(await self.inbox.get())
+    async def run(self):
+        """Keep a connection up for as long as the worker lives."""
+        while True:
+            try:
+                await self._connect()
+                self.attempt = 0
+                await self.closed
+            except (ConnectionError, asyncio.TimeoutError) as exc:
+                notify("edge", state="unreachable", detail=str(exc) or "no HELLO in time")
+            wait = BACKOFF_S[min(self.attempt, len(BACKOFF_S) - 1)]
+            self.attempt += 1
+            notify("edge", state="reconnecting", detail=f"attempt {self.attempt} in {wait} s")
+            await asyncio.sleep(wait)
 
-    def close(self):
-        self.socket.close()
-        for handler in self._handlers:
-            handler.destroy()
+    async def _connect(self):
+        loop = asyncio.get_event_loop()
+        opened, self.closed = loop.create_future(), loop.create_future()
+        socket = js.WebSocket.new(self.url)
+        socket.binaryType = "arraybuffer"
+
+        def on_open(event):
+            opened.done() or opened.set_result(True)
+
+        def on_close(event):
+            self.ready.clear()
+            self.socket = None
+            for future in self.pending.values():
+                future.done() or future.set_exception(ConnectionError("the edge closed the connection"))
+            self.pending.clear()
+            opened.done() or opened.set_exception(ConnectionError(f"cannot reach {self.url}"))
+            self.closed.done() or self.closed.set_result(True)
+
+        for proxy in self._proxies:
+            proxy.destroy()
+        self._proxies = [create_proxy(on_open), create_proxy(self._on_message), create_proxy(on_close)]
+        socket.onopen, socket.onmessage, socket.onclose = self._proxies
+        await opened
+        self.socket = socket
+        await asyncio.wait_for(self.ready.wait(), REPLY_TIMEOUT_S)  # HELLO comes first
+
+    def _on_message(self, event):
+        frame = wire.decode(bytes(event.data.to_py()))
+        if frame.type is MessageType.HELLO:
+            self.hello = frame.header
+            self.ready.set()
+            notify("edge", state="connected", hello=json.dumps(frame.header))
+            return
+        key = ("ping", frame.header.get("seq")) if frame.type is MessageType.PONG else ("infer", frame.header.get("id"))
+        future = self.pending.pop(key, None)
+        if future is not None and not future.done():
+            future.set_result(frame)
+        elif frame.type is MessageType.ERROR:
+            notify("edge", state="error", detail=frame.header.get("message", ""))
+
+    async def exchange(self, key, frame):
+        """Send a frame, await its reply; (reply, bytes sent). ConnectionError or TimeoutError if none."""
+        if self.socket is None or not self.ready.is_set():
+            raise ConnectionError("not connected to the edge")
+        future = asyncio.get_event_loop().create_future()
+        self.pending[key] = future
+        data = wire.encode(frame)
+        self.socket.send(to_js(data))
+        try:
+            return await asyncio.wait_for(future, REPLY_TIMEOUT_S), len(data)
+        finally:
+            self.pending.pop(key, None)
+
+
+class Runtime:
+    """The model, the link, the context and the plan of this worker."""
+
+    def __init__(self, manifest, model, samples, link):
+        self.manifest, self.model, self.link = manifest, model, link
+        self.images, self.labels = samples
+        self.blocks = len(manifest["blocks"])
+        self.classes = manifest.get("classes", [str(i) for i in range(10)])
+        self.next_id = self.next_seq = 0
+        self.goal = Goal("latency")
+        self.manual = None  # a Plan the page fixed, or None to follow the planner
+        self.replanner = Replanner()
+        self.context = None  # ContextTracker, once the edge said HELLO
+        self._hello = None  # the HELLO the context was last told about
+        self.device_blocks = []  # numpy float blocks 1.., loaded when a plan first needs them
+        self.conv1_ms, self.branch_ms = self._profile()
+        self.macs_per_ms = matmul_speed()
+        self.wake = asyncio.Event()  # set when a request took far longer than forecast
+
+    def _profile(self, repeats=5):
+        """Median conv1 and branch times on this device, from the shipped samples."""
+        conv1, branch = [], []
+        for image in self.images[:repeats + 1]:
+            begin = time.perf_counter()
+            features = self.model.conv1(image[None])
+            middle = time.perf_counter()
+            self.model.branch_logits(features)
+            conv1.append((middle - begin) * 1000)
+            branch.append((time.perf_counter() - middle) * 1000)
+        return float(np.median(conv1[1:])), float(np.median(branch[1:]))  # the first run warms up
+
+    # -- the plan ------------------------------------------------------------------------
+    def current_plan(self):
+        if self.manual is not None:
+            return self.manual
+        if self.replanner.current is not None and self.replanner.current.plan is not None:
+            return self.replanner.current.plan
+        return default_plan(self.blocks)
+
+    def replan(self):
+        if self.context is None:
+            return
+        previous = self.current_plan()
+        choice = self.replanner.update(self.context.costs(runnable=self.blocks), self.context.context(), self.goal)
+        notify("plan", plan=self.current_plan().to_header(), auto=self.manual is None,
+               predicted_ms=choice.latency_ms, energy_mj=choice.energy_mj, accuracy=choice.accuracy,
+               meets_budget=choice.meets_budget, reason=choice.reason,
+               changed=self.current_plan() != previous, context=self.context.describe())
+
+    async def _device_runner(self, a):
+        """The numpy float blocks [1, a), fetched and verified the first time a plan needs them."""
+        for k in range(1 + len(self.device_blocks), a):
+            name = self.manifest["blocks"][k]["file"]
+            [block] = load_blocks(self.manifest, {name: await fetch_bytes(f"/models/{name}")}, k, k + 1)
+            self.device_blocks.append(block)
+            x = np.zeros((1, *self.manifest["blocks"][k]["input_shape"]), np.float32)
+            if self.context is not None:
+                self.context.on_block(k, median_ms(lambda: block(x)))
+        return lambda x, start, stop: run_blocks(self.device_blocks[start - 1:stop - 1], x)
+
+    # -- one image -----------------------------------------------------------------------
+    def forecast(self, plan):
+        """The planner's predictions for a plan under the current context, or None."""
+        if self.context is None:
+            return None
+        return evaluate(plan, self.context.costs(runnable=self.blocks), self.context.context(), self.goal)
+
+    async def classify(self, image):
+        """One image through the current plan: (answer, plan, the forecast made beforehand)."""
+        plan = self.current_plan()
+        forecast = self.forecast(plan)
+        self.next_id += 1
+        runner = await self._device_runner(plan.a) if plan.a > 1 else None
+        pending = device.start(self.model, image, plan, self.next_id, self.blocks, runner)
+        timing = pending.answer.timing if pending.answer else pending.timing
+        if self.context is not None and "conv1_ms" in timing:
+            self.context.on_conv1(timing["conv1_ms"])
+        if pending.answer is not None:
+            return pending.answer, plan, forecast
+        try:
+            reply, up_bytes = await self.link.exchange(("infer", self.next_id), infer_frame(pending.request))
+            result = read_result(reply)
+        except (ConnectionError, asyncio.TimeoutError) as exc:
+            reason = f"edge-unreachable: {exc or 'no reply in time'}"
+            return device.fall_back(self.model, pending, reason), plan, forecast
+        except RequestError as exc:
+            return device.fall_back(self.model, pending, f"edge-error: {exc.code}: {exc}"), plan, forecast
+        rtt = self.context.rtt.value if self.context else None
+        answer = device.finish(pending, result, up_bytes, len(wire.encode(reply)), rtt)
+        if self.context is not None:
+            self._learn(answer, rtt)
+        expected = forecast.offload_ms if forecast else None
+        if expected and answer.timing["total_ms"] > 2 * expected + 20:
+            self.wake.set()  # the link changed under us: probe now rather than at the next period
+        return answer, plan, forecast
+
+    def _learn(self, answer, rtt):
+        """Passive measurements from an offload: link rates and the edge's state."""
+        timing = answer.timing
+        half_rtt_s = (rtt or 0.0) / 2000
+        self.context.on_rate("up", transfer_rate_bps(timing["up_bytes"], timing["uplink_ms"] / 1000, half_rtt_s))
+        self.context.on_rate("down", transfer_rate_bps(timing["down_bytes"], timing["downlink_ms"] / 1000, half_rtt_s))
+        self.context.on_edge(timing)
+
+    # -- probes --------------------------------------------------------------------------
+    async def _ping(self, payload=0, reply_bytes=0):
+        self.next_seq += 1
+        begin = time.perf_counter()
+        reply, _ = await self.link.exchange(("ping", self.next_seq),
+                                            wire.ping(self.next_seq, begin * 1000, reply_bytes, bytes(payload)))
+        return (time.perf_counter() - begin) * 1000, reply.header
+
+    async def probe_once(self, pings=1):
+        """RTT, then one probe each way sized to stay under 5 % of the link, then re-plan."""
+        hello = self.link.hello
+        if hello is None:
+            return
+        if self.context is None:
+            self.context = ContextTracker(self.manifest, hello, self.conv1_ms, self.branch_ms, self.macs_per_ms)
+        elif hello is not self._hello:  # reconnected: the edge may have new costs
+            self.context.hello = hello
+        self._hello = hello
+        self.context.edge_up = self.link.ready.is_set()
+        if self.context.edge_up:
+            try:
+                for _ in range(pings):
+                    rtt, report = await self._ping()
+                    self.context.on_rtt(rtt)
+                self.context.on_edge(report)
+                size = probe_bytes(self.context.up.value, PROBE_PERIOD_S)
+                elapsed, _ = await self._ping(payload=size)
+                self.context.on_rate("up", transfer_rate_bps(size, elapsed / 1000, rtt / 1000))
+                size = probe_bytes(self.context.down.value, PROBE_PERIOD_S)
+                elapsed, _ = await self._ping(reply_bytes=size)
+                self.context.on_rate("down", transfer_rate_bps(size, elapsed / 1000, rtt / 1000))
+            except (ConnectionError, asyncio.TimeoutError):
+                self.context.edge_up = False
+        self.replan()
+
+    async def probe_loop(self):
+        """Probe every PROBE_PERIOD_S; at once, with a burst of pings, when a request surprised us."""
+        surprised = False
+        while True:
+            started = time.perf_counter()
+            await self.probe_once(pings=3 if surprised else 1)
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), max(0.05, PROBE_PERIOD_S - (time.perf_counter() - started)))
+                surprised = True
+            except asyncio.TimeoutError:
+                surprised = False
+
+
+RUNTIME = None
+
+
+def median_ms(work, repeats=3):
+    """Median wall time of `work()` after one warm-up run, in ms."""
+    work()
+    times = []
+    for _ in range(repeats):
+        begin = time.perf_counter()
+        work()
+        times.append((time.perf_counter() - begin) * 1000)
+    return float(np.median(times))
+
+
+def matmul_speed():
+    """MACs per ms of a conv-sized float32 matmul here: how block times are estimated
+    before the blocks are downloaded and timed."""
+    a = np.ones((256, 576), np.float32)
+    b = np.ones((576, 64), np.float32)
+    return a.shape[0] * a.shape[1] * b.shape[1] / median_ms(lambda: a @ b)
 
 
 def runtime_info():
@@ -58,17 +307,76 @@ def runtime_info():
     }
 
 
-async def measure_rtt(url, count):
+async def fetch_bytes(url):
+    response = await pyfetch(url)
+    if not response.ok:
+        raise RuntimeError(f"{url}: HTTP {response.status}")
+    return await response.bytes()
+
+
+async def load_model(ws_url):
+    """Fetch and verify the bundle, load the samples, start the edge link and the probes."""
+    global RUNTIME
+    manifest = json.loads(await fetch_bytes("/models/manifest.json"))
+    bundle = manifest["browser_bundle"]["file"]
+    model = load_browser_model(manifest, {bundle: await fetch_bytes(f"/models/{bundle}")})
+    with np.load(io.BytesIO(await fetch_bytes("/models/samples.npz"))) as shipped:
+        samples = shipped["images"], shipped["labels"]
+    link = EdgeLink(ws_url)
+    RUNTIME = Runtime(manifest, model, samples, link)
+    asyncio.ensure_future(link.run())
+    asyncio.ensure_future(RUNTIME.probe_loop())
+    return {"blocks": RUNTIME.blocks, "classes": RUNTIME.classes, "samples": len(samples[1]),
+            "block_names": [block["name"] for block in manifest["blocks"]],
+            "bundle_bytes": manifest["browser_bundle"]["bytes"], "plan": RUNTIME.current_plan().to_header(),
+            "device": {"conv1_ms": RUNTIME.conv1_ms, "branch_ms": RUNTIME.branch_ms}}
+
+
+def gallery(count):
+    """The first `count` sample images as one uint8 buffer (count x 28 x 28), and labels."""
+    images = np.ascontiguousarray(RUNTIME.images[:count], dtype=np.uint8)
+    return {"pixels": to_js(images.reshape(-1)), "labels": [int(v) for v in RUNTIME.labels[:count]],
+            "size": int(images.shape[-1])}
+
+
+def set_plan(plan):
+    """Fix the plan from the page (a dict), or hand the choice back to the planner (None)."""
+    RUNTIME.manual = None if plan is None else Plan.from_header(plan, RUNTIME.blocks)
+    RUNTIME.replan()
+    return RUNTIME.current_plan().to_header()
+
+
+def set_goal(kind, budget_ms=None, privacy=False):
+    RUNTIME.goal = Goal(kind, budget_ms, bool(privacy))
+    RUNTIME.replan()
+    return RUNTIME.current_plan().to_header()
+
+
+async def classify_sample(index):
+    answer, plan, forecast = await RUNTIME.classify(RUNTIME.images[int(index)])
+    return {**answer.to_dict(), "index": int(index), "truth": int(RUNTIME.labels[int(index)]),
+            "plan": plan.to_header(), "predicted_ms": forecast.predict(answer.exited) if forecast else None}
+
+
+async def measure_rtt(count):
     """Median round-trip time of `count` small pings to the edge, in milliseconds."""
-    link = EdgeLink(url)
-    rtt = WindowedMedian(window=count)
-    try:
-        for seq in range(count):
-            start = time.perf_counter()
-            reply = await link.exchange(wire.ping(seq, start * 1000))
-            if reply.type is not MessageType.PONG or reply.header.get("seq") != seq:
-                raise RuntimeError(f"expected PONG {seq}, got {reply.type.name} {reply.header}")
-            rtt.add((time.perf_counter() - start) * 1000)
-    finally:
-        link.close()
-    return {"median_ms": rtt.value, "samples": rtt.count}
+    await asyncio.wait_for(RUNTIME.link.ready.wait(), 2 * REPLY_TIMEOUT_S)
+    times = [(await RUNTIME._ping())[0] for _ in range(count)]
+    return {"median_ms": float(np.median(times)), "samples": count}
+
+
+def explain():
+    """The planner's inputs and its current choice, for the page and for debugging."""
+    if RUNTIME.context is None:
+        return {"ready": False}
+    costs = RUNTIME.context.costs(runnable=RUNTIME.blocks)
+    context = RUNTIME.context.context()
+    current = RUNTIME.replanner.current
+    return {"ready": True, "device_ms": costs.device_ms, "edge_ms": costs.edge_ms, "cloud_ms": costs.cloud_ms,
+            "branch_ms": costs.branch_ms, "exit_rate": costs.exit_rate,
+            "edge_link": None if context.edge is None else vars(context.edge),
+            "cloud_link": None if context.cloud is None else vars(context.cloud),
+            "device_slowdown": context.device_slowdown, "edge_slowdown": context.edge_slowdown,
+            "choice": None if current is None else {"plan": current.plan.to_header() if current.plan else None,
+                                                    "latency_ms": current.latency_ms, "exit_ms": current.exit_ms,
+                                                    "offload_ms": current.offload_ms}}

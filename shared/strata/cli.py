@@ -14,7 +14,13 @@ import sys
 COMMANDS: dict[str, str] = {
     "provision": "edge_server.provision",
     "serve": "edge_server.serve",
+    "cloud": "edge_server.serve_cloud",
+    "link": "edge_server.serve_link",
     "bench": "bench.cli",
+    "train": "training.train",
+    "export": "training.export",
+    "evaluate": "training.evaluate",
+    "split": "edge_server.split_cli",
 }
 
 
