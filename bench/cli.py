@@ -6,6 +6,7 @@
             and without dynamic batching: throughput, p50/p99 latency, edge overhead
   adaptive  the planner against every fixed plan and the single-tier strategies, in
             headless Chromium behind the link emulator (wifi, 4g, 3g, wifi then 3g)
+  branch    the bit-packed binary branch against float +-1 matmuls, in Chromium's worker
   planner   time of one plan in CPython over 50..500 blocks and every codec
   codecs    bytes per offload and system accuracy of each tensor codec, on the 10k
             Fashion-MNIST test images (needs the Debian package dataset-fashion-mnist)
@@ -18,12 +19,12 @@ from pathlib import Path
 
 from edge_server.config import REPO
 
-SUMMARY = "Run a benchmark (startup, load, codecs, planner, adaptive) and write its results under docs/bench/."
+SUMMARY = "Run a benchmark (startup, load, codecs, planner, adaptive, branch) and write its results under docs/bench/."
 OUTPUT = REPO / "docs" / "bench"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("benchmark", choices=["startup", "load", "codecs", "planner", "adaptive"], help="which benchmark to run")
+    parser.add_argument("benchmark", choices=["startup", "load", "codecs", "planner", "adaptive", "branch"], help="which benchmark to run")
     parser.add_argument("--runs", type=int, default=5, help="runs per measurement (default: %(default)s)")
     parser.add_argument("--clients", default="1,8,64,256",
                         help="load: comma-separated client counts (default: %(default)s)")
@@ -38,6 +39,10 @@ def run(args: argparse.Namespace) -> int:
         from bench import startup
 
         return startup.main(runs=args.runs, out=args.out)
+    if args.benchmark == "branch":
+        from bench import branch
+
+        return branch.main(args.runs, args.out)
     if args.benchmark == "adaptive":
         from bench import adaptive
 

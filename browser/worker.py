@@ -23,11 +23,13 @@ from pyodide.http import pyfetch
 import strata
 from strata import device, wire
 from strata.blocks import load_blocks, run_blocks
+from strata.codecs import CODECS, encode_tensor
 from strata.context import ContextTracker
 from strata.executor import load_browser_model
 from strata.offload import RequestError, infer_frame, read_result
 from strata.plan import Plan, default_plan
 from strata.planner import Goal, Replanner, evaluate
+from strata.preprocess import prepare
 from strata.probes import probe_bytes, transfer_rate_bps
 from strata.wire import MessageType
 
@@ -181,6 +183,17 @@ class Runtime:
                 self.context.on_block(k, median_ms(lambda: block(x)))
         return lambda x, start, stop: run_blocks(self.device_blocks[start - 1:stop - 1], x)
 
+    def _measure_compression(self, count=5):
+        """What zlib gains on real tensors at the cuts the device can send (the raw input
+        and conv1's output), so the planner can weigh the "+z" codecs from the start."""
+        images = self.images[:count]
+        tensors = {0: prepare(images, self.model.mean, self.model.std), 1: self.model.conv1(images)}
+        for cut, x in tensors.items():
+            for codec in CODECS:
+                if codec.endswith("+z"):
+                    raw = len(encode_tensor(x, codec[:-2])[1])
+                    self.context.on_compression(cut, codec, raw, len(encode_tensor(x, codec)[1]))
+
     # -- one image -----------------------------------------------------------------------
     def forecast(self, plan):
         """The planner's predictions for a plan under the current context, or None."""
@@ -240,6 +253,7 @@ class Runtime:
             return
         if self.context is None:
             self.context = ContextTracker(self.manifest, hello, self.conv1_ms, self.branch_ms, self.macs_per_ms)
+            self._measure_compression()
         elif hello is not self._hello:  # reconnected: the edge may have new costs
             self.context.hello = hello
         self._hello = hello
@@ -380,3 +394,20 @@ def explain():
             "choice": None if current is None else {"plan": current.plan.to_header() if current.plan else None,
                                                     "latency_ms": current.latency_ms, "exit_ms": current.exit_ms,
                                                     "offload_ms": current.offload_ms}}
+
+
+def bench_branch(count, repeats):
+    """Per-sample ms in this worker: conv1, the bit-packed branch, and the same branch by
+    float +-1 matmuls (a reference kept for exactly this comparison), medians."""
+    images = RUNTIME.images[:count]
+    features = [RUNTIME.model.conv1(image[None]) for image in images]
+    model = RUNTIME.model
+
+    def per_sample(work):
+        return float(np.median([median_ms(lambda: work(i), repeats) for i in range(count)]))
+
+    return {"conv1_ms": per_sample(lambda i: model.conv1(images[i][None])),
+            "branch_ms": per_sample(lambda i: model.branch_logits(features[i])),
+            "branch_float_ms": per_sample(lambda i: model.branch_logits_float_reference(features[i])),
+            "agree": all(int(model.branch_logits(f).argmax()) == int(model.branch_logits_float_reference(f).argmax())
+                         for f in features)}
