@@ -208,9 +208,8 @@ class Runtime:
         self.next_id += 1
         runner = await self._device_runner(plan.a) if plan.a > 1 else None
         pending = device.start(self.model, image, plan, self.next_id, self.blocks, runner)
-        timing = pending.answer.timing if pending.answer else pending.timing
-        if self.context is not None and "conv1_ms" in timing:
-            self.context.on_conv1(timing["conv1_ms"])
+        if self.context is not None:
+            self.context.on_device(pending.answer.timing if pending.answer else pending.timing)
         if pending.answer is not None:
             return pending.answer, plan, forecast
         try:

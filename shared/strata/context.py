@@ -24,6 +24,7 @@ class ContextTracker:
         self.branch_ms = branch_ms
         self.device_block_ms: dict[int, float] = {0: conv1_ms}  # measured; others estimated from MACs
         self.conv1_recent = WindowedMedian(window=8)
+        self.branch_recent = WindowedMedian(window=8)
         self.rtt = StepTracker(window=16)
         self.up, self.down = StepTracker(), StepTracker()
         self.edge_queue = WindowedMedian(window=8)
@@ -39,13 +40,17 @@ class ContextTracker:
         if bps is not None and bps > 0:
             (self.up if direction == "up" else self.down).add(bps)
 
-    def on_conv1(self, ms: float) -> None:
-        """conv1's time on a real request: tells whether the device has slowed down."""
-        self.conv1_recent.add(ms)
+    def on_device(self, timing: dict) -> None:
+        """conv1's (and the branch's) time on a real request: how fast the device is now."""
+        if "conv1_ms" in timing:
+            self.conv1_recent.add(timing["conv1_ms"])
+        if "branch_ms" in timing:
+            self.branch_recent.add(timing["branch_ms"])
 
     def on_block(self, index: int, ms: float) -> None:
-        """A measured device time for a main-path block (replaces the MAC-based estimate)."""
-        self.device_block_ms[index] = ms
+        """A measured device time for a main-path block (replaces the MAC-based estimate),
+        stored at profile speed so that the current slowdown applies to it like to the rest."""
+        self.device_block_ms[index] = ms / self.device_slowdown
 
     def on_compression(self, cut: int, codec: str, raw_bytes: int, sent_bytes: int) -> None:
         base = codec.split("+")[0]
@@ -62,13 +67,18 @@ class ContextTracker:
     # -- what the planner needs ----------------------------------------------------------
     @property
     def device_slowdown(self) -> float:
+        """How much slower the device is now than when it was profiled, from conv1's times."""
         recent = self.conv1_recent.value
         return max(recent / self.conv1_profile_ms, 0.1) if recent and self.conv1_profile_ms > 0 else 1.0
 
     def device_ms(self, runnable: int) -> list[float | None]:
-        """Per-block device times at profile speed: measured where known, else MACs over the
-        device's measured matmul speed; None past the blocks this device can run."""
-        return [None if k >= runnable else self.device_block_ms.get(k, block["macs"] / self.macs_per_ms)
+        """Per-block device times now: conv1 as recently measured; other blocks as measured
+        or estimated (MACs over the matmul speed) at profile time, scaled by the slowdown;
+        None past the blocks this device can run."""
+        slowdown = self.device_slowdown
+        return [None if k >= runnable else
+                (self.conv1_recent.value if k == 0 and self.conv1_recent.value is not None else
+                 self.device_block_ms.get(k, block["macs"] / self.macs_per_ms) * (slowdown if k else 1.0))
                 for k, block in enumerate(self.blocks)]
 
     def cut_bytes(self) -> dict[str, list[int]]:
@@ -86,7 +96,8 @@ class ContextTracker:
         return Costs(
             device_ms=self.device_ms(runnable), edge_ms=edge_ms,
             cloud_ms=self.hello.get("cloud_block_ms") or edge_ms,
-            cut_bytes=self.cut_bytes(), branch_ms=self.branch_ms,
+            cut_bytes=self.cut_bytes(),
+            branch_ms=None if self.branch_ms is None else self.branch_recent.value or self.branch_ms * self.device_slowdown,
             exit_rate=figures["exit_rate"], accuracy=figures["main_accuracy"],
             branch_accuracy=figures["system_accuracy"],
         )
@@ -102,8 +113,8 @@ class ContextTracker:
             cloud = Link(link["rtt_ms"], link.get("up_bps") or 1e9, link.get("down_bps") or 1e9)
         # Waiting in the edge's queue stretches its share of the work; as a factor on its blocks.
         queue = self.edge_queue.value or 0.0
-        return Context(edge, cloud, device_slowdown=self.device_slowdown,
-                       edge_slowdown=1.0 + queue / max(sum(self.hello["edge_block_ms"]), 1e-3))
+        # The device's slowdown is already in costs(): the times there are current ones.
+        return Context(edge, cloud, edge_slowdown=1.0 + queue / max(sum(self.hello["edge_block_ms"]), 1e-3))
 
     def describe(self) -> dict:
         """The figures the page plots."""

@@ -77,7 +77,9 @@ def start(model: BrowserModel, image: np.ndarray, plan: Plan, request_id: int, b
         features = x = model.conv1(batch)
         timing["conv1_ms"] = (time.perf_counter() - begin) * 1000
         if plan.branch:
+            branch_begin = time.perf_counter()
             logits = model.branch_logits(features)
+            timing["branch_ms"] = (time.perf_counter() - branch_begin) * 1000
             if bool(should_exit(logits, model.rule, model.threshold)[0]):
                 return Pending(_answer(logits, "browser", _device_timing(timing, begin), exited=True), None, logits,
                                batch, features, begin)

@@ -40,13 +40,16 @@ def test_cut_bytes_follow_codecs_and_learned_compression():
     assert table["i8"][1] - FRAME_OVERHEAD == 4 * (context.cut_bytes()["i8+z"][1] - FRAME_OVERHEAD)
 
 
-def test_slow_device_and_busy_edge_show_in_the_context():
+def test_slow_device_and_busy_edge_show_in_the_costs_and_context():
     context = tracker()
     for _ in range(5):
-        context.on_conv1(8.0)
+        context.on_device({"conv1_ms": 8.0, "branch_ms": 9.0})
     context.on_edge({"edge_queue_ms": 3.6})
+    assert context.device_slowdown == 4.0
+    costs = context.costs(runnable=2)
+    assert costs.device_ms[:2] == [8.0, 64.0]  # conv1 as measured; block 1 estimated, then slowed down
+    assert costs.branch_ms == 9.0
     ctx = context.context()
-    assert ctx.device_slowdown == 4.0
     assert abs(ctx.edge_slowdown - 11.0) < 1e-9
     assert ctx.edge.rtt_ms == 10.0 and ctx.cloud.rtt_ms == 20.0
 
