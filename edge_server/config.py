@@ -32,7 +32,6 @@ class Settings:
     allowed_origins: tuple[str, ...] = field(
         default_factory=lambda: tuple(o for o in (_env("ALLOWED_ORIGINS", "") or "").split(",") if o))
     cloud_url: str | None = field(default_factory=lambda: _env("CLOUD_URL", None))  # None: start our own
-    cloud_port: int | None = None  # for our own cloud; None: port + 1
     cloud_token: str | None = field(default_factory=lambda: _env("CLOUD_TOKEN", None))
     cloud_timeout_s: float = 5.0
     # Demo mode: the control API of the link emulator in front of this edge, if any.

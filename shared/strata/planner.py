@@ -286,7 +286,8 @@ class Replanner:
         best = plan(costs, context, goal)
         kept = evaluate(self.current.plan, costs, context, goal) if self.current and self.current.plan else None
         if kept is None or self._better(best, kept, goal):
-            self.switches += self.current is not None and best.plan != (self.current.plan if self.current else None)
+            if self.current is not None and best.plan != self.current.plan:
+                self.switches += 1
             self.current = best
         else:
             self.current = kept
