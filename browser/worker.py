@@ -96,7 +96,8 @@ class EdgeLink:
         await asyncio.wait_for(self.ready.wait(), REPLY_TIMEOUT_S)  # HELLO comes first
 
     def _on_message(self, event):
-        frame = wire.decode(bytes(event.data.to_py()))
+        data = bytes(event.data.to_py())
+        frame = wire.decode(data)
         if frame.type is MessageType.HELLO:
             self.hello = frame.header
             self.ready.set()
@@ -105,12 +106,13 @@ class EdgeLink:
         key = ("ping", frame.header.get("seq")) if frame.type is MessageType.PONG else ("infer", frame.header.get("id"))
         future = self.pending.pop(key, None)
         if future is not None and not future.done():
-            future.set_result(frame)
+            future.set_result((frame, len(data)))
         elif frame.type is MessageType.ERROR:
             notify("edge", state="error", detail=frame.header.get("message", ""))
 
     async def exchange(self, key, frame):
-        """Send a frame, await its reply; (reply, bytes sent). ConnectionError or TimeoutError if none."""
+        """Send a frame, await its reply: (reply, bytes sent, bytes received).
+        ConnectionError or TimeoutError if none comes."""
         if self.socket is None or not self.ready.is_set():
             raise ConnectionError("not connected to the edge")
         future = asyncio.get_event_loop().create_future()
@@ -118,7 +120,8 @@ class EdgeLink:
         data = wire.encode(frame)
         self.socket.send(to_js(data))
         try:
-            return await asyncio.wait_for(future, REPLY_TIMEOUT_S), len(data)
+            reply, received = await asyncio.wait_for(future, REPLY_TIMEOUT_S)
+            return reply, len(data), received
         finally:
             self.pending.pop(key, None)
 
@@ -213,7 +216,7 @@ class Runtime:
         if pending.answer is not None:
             return pending.answer, plan, forecast
         try:
-            reply, up_bytes = await self.link.exchange(("infer", self.next_id), infer_frame(pending.request))
+            reply, up_bytes, down_bytes = await self.link.exchange(("infer", self.next_id), infer_frame(pending.request))
             result = read_result(reply)
         except (ConnectionError, asyncio.TimeoutError) as exc:
             reason = f"edge-unreachable: {exc or 'no reply in time'}"
@@ -221,7 +224,7 @@ class Runtime:
         except RequestError as exc:
             return device.fall_back(self.model, pending, f"edge-error: {exc.code}: {exc}"), plan, forecast
         rtt = self.context.rtt.value if self.context else None
-        answer = device.finish(pending, result, up_bytes, len(wire.encode(reply)), rtt)
+        answer = device.finish(pending, result, up_bytes, down_bytes, rtt)
         if self.context is not None:
             self._learn(answer, rtt)
         expected = forecast.offload_ms if forecast else None
@@ -241,8 +244,8 @@ class Runtime:
     async def _ping(self, payload=0, reply_bytes=0):
         self.next_seq += 1
         begin = time.perf_counter()
-        reply, _ = await self.link.exchange(("ping", self.next_seq),
-                                            wire.ping(self.next_seq, begin * 1000, reply_bytes, bytes(payload)))
+        reply, _, _ = await self.link.exchange(("ping", self.next_seq),
+                                               wire.ping(self.next_seq, begin * 1000, reply_bytes, bytes(payload)))
         return (time.perf_counter() - begin) * 1000, reply.header
 
     async def probe_once(self, pings=1):
