@@ -1,14 +1,19 @@
 // The page: starts the worker and shows what it reports. All compute happens in the
-// worker, so this thread only renders and never blocks.
+// worker, so this thread only renders and never blocks. Charts are in charts.js, a
+// person's own images (upload, camera) in input.js.
+
+import { latencyHistogram, sparkline, timingBar } from "./charts.js";
+import { drawPixels, setUpInput } from "./input.js";
 
 const $ = (id) => document.getElementById(id);
 const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
-const TIER_COLOURS = { device: "#2f6fde", uplink: "#8fb3f0", edge: "#13795b", cloud: "#a05fd3", downlink: "#f0b35f" };
+const seconds = (ms) => `${(ms / 1000).toFixed(2)} s`;
 
 const worker = new Worker("worker.js", { type: "module" });
 const calls = new Map();
 let nextCall = 0;
 let model = null;
+let samples = null;  // { pixels, labels, size }: every shipped test image, for the gallery and the preview
 
 // Call a function of browser/worker.py in the worker; resolves with its result.
 function callWorker(method, ...args) {
@@ -33,6 +38,39 @@ function definitionList(element, rows) {
   }));
 }
 
+// -- start-up: cold or warm, time to ready and to the first answer, remembered -----------
+const START_KEY = "strata.startup";
+
+// Cold if the runtime's files crossed the network, warm if the HTTP cache served them:
+// the worker's Resource Timing says how many bytes each download transferred.
+function cacheState({ transfer_bytes: sent, encoded_bytes: encoded }) {
+  if (!encoded) return "unknown";
+  return sent > 0.5 * encoded ? "cold" : sent < 0.1 * encoded ? "warm" : "partly cached";
+}
+
+function remembered() {
+  try { return JSON.parse(localStorage.getItem(START_KEY)) || {}; } catch { return {}; }
+}
+
+function showStartUp(load) {
+  const { kind, readyMs, firstAnswerMs, transfer } = load;
+  const line = $("start-times");
+  Object.assign(line.dataset, { kind, readyMs: readyMs.toFixed(0), firstAnswerMs: firstAnswerMs.toFixed(0) });
+  line.textContent = `This load was ${kind}: ${mb(transfer.transfer_bytes)} of ${mb(transfer.encoded_bytes)} `
+    + `came over the network. Ready in ${seconds(readyMs)}, first answer at ${seconds(firstAnswerMs)}.`;
+  const known = remembered();
+  if (kind === "cold" || kind === "warm") {
+    known[kind] = { ready_ms: readyMs, first_answer_ms: firstAnswerMs, at: new Date().toISOString() };
+    try { localStorage.setItem(START_KEY, JSON.stringify(known)); } catch { /* storage disabled: show this load only */ }
+  }
+  const figure = (key) => ["cold", "warm"].map((k) => `${k} ${known[k] ? seconds(known[k][key]) : "not seen yet"}`).join(" · ");
+  const history = $("start-history");
+  history.dataset.both = String(Boolean(known.cold && known.warm));
+  history.textContent = `Time to ready on this browser: ${figure("ready_ms")}; to the first answer: ${figure("first_answer_ms")}.`
+    + (known.cold && known.warm ? "" : " Reload the page to see the other one.");
+}
+
+// -- the plan and the context ------------------------------------------------------------
 const TIER_OF = (plan, k) => (k < plan.a ? "device" : k < plan.b ? "edge" : "cloud");
 let lastPlan = null;
 
@@ -71,13 +109,16 @@ function showPlan(update) {
     const cell = document.createElement("span");
     cell.className = `block ${TIER_OF(plan, k)}`;
     cell.textContent = name;
-    cell.title = `${name}: ${TIER_OF(plan, k)}`;
+    const onDevice = k < plan.a && update.executors;  // which executor runs it here: numpy or onnxruntime-web
+    cell.title = `${name}: ${TIER_OF(plan, k)}${onDevice ? ` (${update.executors[k] === "ort" ? "onnxruntime-web" : "numpy"})` : ""}`;
     return cell;
   }));
-  const text = `${plan.branch ? "branch on, " : "branch off, "}device [0, ${plan.a}), edge [${plan.a}, ${plan.b}), `
-    + `cloud [${plan.b}, ${model.blocks}), codec ${plan.codec}`;
+  const variant = plan.variant ? `pruned variant ${plan.variant}` : "the unpruned model";
+  const text = `${variant}, ${plan.branch ? "branch on, " : "branch off, "}device [0, ${plan.a}), `
+    + `edge [${plan.a}, ${plan.b}), cloud [${plan.b}, ${model.blocks}), codec ${plan.codec}`;
   strip.setAttribute("aria-label", text);
-  Object.assign(strip.dataset, { a: plan.a, b: plan.b, codec: plan.codec, branch: plan.branch, auto: update.auto });
+  Object.assign(strip.dataset, { a: plan.a, b: plan.b, codec: plan.codec, branch: plan.branch, auto: update.auto,
+    variant: plan.variant });
   $("plan-summary").textContent = `${update.auto ? "Planner" : "Fixed by hand"}: ${text}. `
     + `Predicted ${update.predicted_ms.toFixed(1)} ms per image, ${update.energy_mj.toFixed(1)} mJ on the device`
     + (update.reason ? `. ${update.reason}` : "");
@@ -85,7 +126,6 @@ function showPlan(update) {
   lastPlan = update;
 }
 
-// Small time-series plots of the context, in plain SVG.
 const SERIES = {
   rtt_ms: ["RTT", (v) => `${v.toFixed(1)} ms`],
   up_bps: ["uplink", (v) => `${(v / 1e6).toFixed(1)} Mbit/s`],
@@ -96,94 +136,112 @@ const SERIES = {
 const history = Object.fromEntries(Object.keys(SERIES).map((key) => [key, []]));
 
 function showContext(figures) {
-  const plots = Object.entries(SERIES).map(([key, [label, format]]) => {
+  $("context-plots").replaceChildren(...Object.entries(SERIES).map(([key, [label, format]]) => {
     const values = history[key];
     if (figures[key] !== null && figures[key] !== undefined) values.push(figures[key]);
     if (values.length > 60) values.shift();
-    const figure = document.createElement("figure");
-    figure.dataset.series = key;
-    const max = Math.max(...values, 1e-9), min = Math.min(...values, 0);
-    const points = values.map((v, i) => `${(i / 59) * 120},${30 - ((v - min) / (max - min || 1)) * 28}`).join(" ");
-    figure.innerHTML = `<svg viewBox="0 0 120 32" width="120" height="32" aria-hidden="true">`
-      + `<polyline fill="none" stroke="#2f6fde" stroke-width="1.5" points="${points}"/></svg>`;
-    const caption = document.createElement("figcaption");
-    caption.textContent = `${label}: ${values.length ? format(values[values.length - 1]) : "…"}`;
-    figure.append(caption);
-    return figure;
-  });
-  $("context-plots").replaceChildren(...plots);
+    return sparkline(key, values, `${label}: ${values.length ? format(values[values.length - 1]) : "…"}`);
+  }));
 }
 
+// -- input: the gallery, and what the model sees ----------------------------------------
+const rawSize = () => model.input_size;  // [rows, cols]: the manifest's input.raw_size
+const sizeText = () => `${rawSize()[1]}×${rawSize()[0]}`;
+
+function showPixels(pixels, caption) {
+  drawPixels($("preview"), pixels, rawSize());
+  $("preview").setAttribute("aria-label", `What the model sees: ${caption}, ${sizeText()} pixels`);
+  $("preview-caption").textContent = `What the model sees: ${caption}, ${sizeText()}.`;
+}
+
+const samplePixels = (index) => samples.pixels.subarray(index * samples.size ** 2, (index + 1) * samples.size ** 2);
+
 async function showGallery(count) {
-  const { pixels, labels, size } = await callWorker("gallery", count);
-  const items = labels.map((label, index) => {
+  samples = await callWorker("gallery", model.samples);
+  const buttons = samples.labels.slice(0, count).map((label, index) => {
     const button = document.createElement("button");
     button.type = "button";
     button.className = "sample";
-    button.setAttribute("role", "listitem");
-    button.setAttribute("aria-label", `test image ${index}, a ${model.classes[label]}`);
+    button.tabIndex = index === 0 ? 0 : -1;  // one tab stop; arrow keys move within the gallery
+    button.setAttribute("aria-label", `test image ${index}: ${model.classes[label]}`);
     const canvas = document.createElement("canvas");
-    canvas.width = canvas.height = size;
-    const image = canvas.getContext("2d").createImageData(size, size);
-    for (let p = 0; p < size * size; p++) {
-      const v = pixels[index * size * size + p];
-      image.data.set([v, v, v, 255], p * 4);
-    }
-    canvas.getContext("2d").putImageData(image, 0, 0);
+    drawPixels(canvas, samplePixels(index), [samples.size, samples.size]);
     button.append(canvas);
-    button.addEventListener("click", () => classify(index));
-    return button;
+    button.addEventListener("click", () => { rove(button); classify(index).catch(showInputError); });
+    const item = document.createElement("li");
+    item.append(button);
+    return item;
   });
-  $("gallery").replaceChildren(...items);
+  $("gallery").replaceChildren(...buttons);
 }
 
-function timingBar(timing) {
-  const parts = [
-    ["device", timing.device_compute_ms], ["uplink", timing.uplink_ms],
-    ["edge", (timing.edge_total_ms || 0) - (timing.edge_to_cloud_ms || 0) - (timing.cloud_compute_ms || 0) - (timing.cloud_to_edge_ms || 0)],
-    ["cloud", (timing.edge_to_cloud_ms || 0) + (timing.cloud_compute_ms || 0) + (timing.cloud_to_edge_ms || 0)],
-    ["downlink", timing.downlink_ms],
-  ].filter(([, ms]) => ms > 0);
-  const total = parts.reduce((n, [, ms]) => n + ms, 0);
-  const bar = document.createElement("div");
-  bar.className = "timing-bar";
-  bar.setAttribute("role", "img");
-  bar.setAttribute("aria-label", parts.map(([name, ms]) => `${name} ${ms.toFixed(1)} ms`).join(", "));
-  for (const [name, ms] of parts) {
-    const segment = document.createElement("span");
-    segment.style.width = `${(100 * ms) / total}%`;
-    segment.style.background = TIER_COLOURS[name];
-    segment.title = `${name}: ${ms.toFixed(2)} ms`;
-    bar.append(segment);
-  }
-  const legend = document.createElement("p");
-  legend.className = "muted";
-  legend.textContent = parts.map(([name, ms]) => `${name} ${ms.toFixed(1)} ms`).join(" · ");
-  return [bar, legend];
+// The gallery is one tab stop: the last item used has tabindex 0, arrow keys move.
+function rove(target) {
+  $("gallery").querySelectorAll(".sample").forEach((item) => { item.tabIndex = item === target ? 0 : -1; });
 }
 
-async function classify(index) {
-  const answer = await callWorker("classify_sample", index);
+function galleryKeys(event) {
+  const items = [...$("gallery").querySelectorAll(".sample")];
+  const from = items.indexOf(document.activeElement);
+  if (from < 0) return;
+  const columns = items.filter((item) => item.offsetTop === items[0].offsetTop).length;
+  const to = { ArrowRight: from + 1, ArrowLeft: from - 1, ArrowDown: from + columns, ArrowUp: from - columns,
+    Home: 0, End: items.length - 1 }[event.key];
+  if (to === undefined) return;
+  event.preventDefault();
+  const target = items[Math.max(0, Math.min(items.length - 1, to))];
+  rove(target);
+  target.focus();
+}
+
+// -- answers -----------------------------------------------------------------------------
+const SOURCES = { upload: "your upload", camera: "a camera frame" };
+
+function showAnswer(answer, source) {
   const box = $("result");
-  box.dataset.label = answer.label;
-  box.dataset.tier = answer.tier;
-  box.dataset.fallback = answer.fallback || "";
+  // Two answers a second from the camera would drown a screen reader: announce only the others.
+  box.setAttribute("aria-live", source === "camera" && $("camera-continuous").checked ? "off" : "polite");
+  Object.assign(box.dataset, { label: answer.label, tier: answer.tier, fallback: answer.fallback || "", source,
+    index: answer.index ?? "", count: String(Number(box.dataset.count || 0) + 1) });
   const heading = document.createElement("p");
   heading.className = "answer";
   heading.textContent = `${model.classes[answer.label]} (${(100 * answer.confidence).toFixed(1)} %), `
     + `answered by the ${answer.tier}` + (answer.fallback ? ` as a fallback: ${answer.fallback}` : "");
-  const truth = document.createElement("p");
-  truth.className = "muted";
-  truth.textContent = `True class: ${model.classes[answer.truth]}. Measured ${answer.timing.total_ms.toFixed(1)} ms`
+  const detail = document.createElement("p");
+  detail.className = "muted";
+  detail.textContent = (source === "gallery" ? `Test image ${answer.index}, true class: ${model.classes[answer.truth]}. `
+    : `From ${SOURCES[source]}. `) + `Measured ${answer.timing.total_ms.toFixed(1)} ms`
     + (lastPlan ? `, predicted ${lastPlan.predicted_ms.toFixed(1)} ms (on average over exits).` : ".");
-  box.replaceChildren(heading, truth, ...timingBar(answer.timing));
+  box.replaceChildren(heading, detail, ...timingBar(answer.timing));
   return answer;
+}
+
+async function classify(index) {
+  showPixels(samplePixels(index), `test image ${index}`);
+  return showAnswer(await callWorker("classify_sample", index), "gallery");
+}
+
+async function classifyPixels(pixels, source) {
+  const [rows, cols] = rawSize();
+  return showAnswer(await callWorker("classify_pixels", Array.from(pixels), cols, rows), source);
+}
+
+function showInputError(error) {
+  $("input-message").textContent = `Could not classify: ${error.message || error}`;
+}
+
+// -- a run over N test images ------------------------------------------------------------
+let lastRun = [];
+
+function showHistogram() {
+  const box = $("latency-histogram");
+  box.replaceChildren(latencyHistogram(lastRun, Math.max(260, box.clientWidth || 480)));
 }
 
 async function runBatch() {
   const count = Math.min(Number($("run-count").value) || 1, model.samples);
   $("run").disabled = true;
-  const rows = [];
+  lastRun = [];
   let right = 0, exits = 0, fallbacks = 0;
   const body = $("run-table").tBodies[0];
   body.replaceChildren();
@@ -198,36 +256,57 @@ async function runBatch() {
       answer.fallback ? `${answer.tier} (fallback)` : answer.tier, answer.timing.total_ms.toFixed(1)]) {
       row.insertCell().textContent = text;
     }
-    rows.push(answer);
+    lastRun.push(answer);
+    showHistogram();
     $("run-summary").textContent = `${index + 1}/${count}: accuracy ${(100 * right / (index + 1)).toFixed(1)} %, `
       + `exit rate ${(100 * exits / (index + 1)).toFixed(1)} %, fallbacks ${fallbacks}`;
   }
   $("run-summary").dataset.done = String(count);
   $("run").disabled = false;
-  return rows;
+  return lastRun;
 }
 
+let resizeTimer = null;
+window.addEventListener("resize", () => {
+  clearTimeout(resizeTimer);
+  resizeTimer = setTimeout(() => lastRun.length && showHistogram(), 150);
+});
+
+// -- ready -------------------------------------------------------------------------------
 function showReady({ info, model: loaded, timings }) {
+  const readyMs = performance.now();  // since navigation start, like the start-up benchmark
   model = loaded;
   $("load-step").textContent = "Runtime loaded";
   $("load-progress").value = 100;
   const status = $("status");
   status.dataset.state = "ready";
-  status.textContent = `Ready in ${(timings.ready_ms / 1000).toFixed(2)} s`;
+  status.textContent = `Ready in ${seconds(readyMs)}`;
   definitionList($("runtime-info"), {
     "Python": `${info.python} on ${info.platform}`,
     "numpy": info.numpy,
     "strata": info.strata,
     "Cross-origin isolated": String(info.isolated),
     "Model": `${model.blocks} blocks; browser bundle ${(model.bundle_bytes / 1024).toFixed(0)} KiB`,
-    "Load steps": Object.entries(timings.steps).map(([k, v]) => `${k} ${(v / 1000).toFixed(2)} s`).join(", "),
+    "Load steps": Object.entries(timings.steps).map(([k, v]) => `${k} ${seconds(v)}`).join(", "),
   });
   setUpPlanForm(model.plan, model.blocks);
-  showGallery(Math.min(40, model.samples));
-  $("run").disabled = false;
-  $("run").addEventListener("click", runBatch);
+  const transfer = callWorker("load_transfer");
+  (async () => {
+    model.input_size = await callWorker("input_size");
+    document.querySelectorAll(".raw-size").forEach((el) => { el.textContent = sizeText(); });
+    await showGallery(Math.min(40, model.samples));
+    $("gallery").addEventListener("keydown", galleryKeys);
+    setUpInput({ size: rawSize(), classify: classifyPixels, showPixels, onError: showInputError });
+    $("run").disabled = false;
+    $("run").addEventListener("click", () => runBatch().catch(showInputError));
+    await classify(0);  // the first answer, without waiting for a click: its time is part of start-up
+    const firstAnswerMs = performance.now();
+    document.body.dataset.firstAnswerMs = firstAnswerMs.toFixed(1);
+    const bytes = await transfer;
+    showStartUp({ kind: cacheState(bytes), readyMs, firstAnswerMs, transfer: bytes });
+  })().catch(showError);
   setUpDemo().catch(() => {});
-  document.body.dataset.readyMs = performance.now().toFixed(1);  // since navigation start
+  document.body.dataset.readyMs = readyMs.toFixed(1);
   document.body.dataset.ready = "true";
   callWorker("measure_rtt", 20).then((rtt) => {
     $("rtt").textContent = `${rtt.median_ms.toFixed(2)} ms median of ${rtt.samples} pings`;
@@ -252,7 +331,7 @@ async function setUpDemo() {
 function showError(message) {
   const status = $("status");
   status.dataset.state = "error";
-  status.textContent = `Error: ${message}`;
+  status.textContent = `Error: ${(message && message.message) || message}`;
 }
 
 worker.onmessage = ({ data }) => {
@@ -262,6 +341,9 @@ worker.onmessage = ({ data }) => {
   else if (data.type === "edge") {
     $("edge-state").dataset.state = data.state;
     $("edge-state").textContent = data.detail ? `${data.state} (${data.detail})` : data.state;
+  } else if (data.type === "executor") {
+    $("executor-state").dataset.state = data.state;
+    $("executor-state").textContent = `onnxruntime-web ${data.state}${data.detail ? ` (${data.detail})` : ""}`;
   } else if (data.type === "reply") {
     const pending = calls.get(data.id);
     calls.delete(data.id);
@@ -271,4 +353,4 @@ worker.onmessage = ({ data }) => {
 };
 worker.onerror = (event) => showError(event.message || "the worker failed to start");
 worker.postMessage({ type: "start", wsUrl: `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws` });
-window.strata = { classify, runBatch, callWorker, plan: () => lastPlan };  // for tests and the console
+window.strata = { classify, classifyPixels, runBatch, callWorker, plan: () => lastPlan };  // for tests and the console

@@ -3,7 +3,11 @@
 // Every URL is on the edge server.
 
 const post = (type, data = {}) => self.postMessage({ type, ...data });
+const PYTHON_MODULES = ["device_blocks.py", "ort_web.py"];
 let pyodide = null;
+
+// For Python (ort_web.py), which cannot write a dynamic import() itself.
+self.importModule = (url) => import(url);
 
 // Fetch one file, reporting progress; the bytes land in the HTTP cache, so Pyodide's
 // own fetch of the same URL right after is served from there.
@@ -63,6 +67,8 @@ async function start(wsUrl) {
   await pyodide.loadPackage(assets.pyodide.packages, { messageCallback: () => {}, errorCallback: (m) => failures.push(m) });
   if (failures.length) throw new Error(`loading ${assets.pyodide.packages} failed: ${failures.join("; ")}`);
   pyodide.unpackArchive(wheel, "wheel");
+  // worker.py imports these from the working directory, which is on Python's path.
+  for (const name of PYTHON_MODULES) pyodide.FS.writeFile(name, await (await fetch(name)).text());
   pyodide.runPython(await (await fetch("worker.py")).text());
   mark("packages", t);
 

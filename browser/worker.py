@@ -7,9 +7,14 @@ WebSocket, to fetch, and to the page. worker.js calls the functions at the botto
     load_model()  bundle, samples, device profile, edge link, probe loop
     classify_*()  one image through the current plan (the planner's, or the page's)
     probe loop    every PROBE_PERIOD_S: RTT, an uplink and a downlink probe, then re-plan
+
+The device's float blocks live in device_blocks.py (numpy or onnxruntime-web, through
+ort_web.py); worker.js writes both files next to this one.
 """
 
 import asyncio
+import dataclasses
+import hashlib
 import io
 import json
 import sys
@@ -22,20 +27,24 @@ from pyodide.http import pyfetch
 
 import strata
 from strata import device, wire
-from strata.blocks import load_blocks, run_blocks
 from strata.codecs import CODECS, encode_tensor
 from strata.context import ContextTracker
 from strata.executor import load_browser_model
 from strata.offload import RequestError, infer_frame, read_result
 from strata.plan import Plan, default_plan
-from strata.planner import Goal, Replanner, evaluate
+from strata.planner import Goal, Replanner, evaluate, plan as best_plan
 from strata.preprocess import prepare
 from strata.probes import probe_bytes, transfer_rate_bps
 from strata.wire import MessageType
 
+from device_blocks import DeviceBlocks
+
 REPLY_TIMEOUT_S = 5.0  # past this, the branch answers instead of the edge
 BACKOFF_S = [0.5, 1, 2, 4, 8]  # waits between reconnection attempts, the last one repeating
 PROBE_PERIOD_S = 1.0  # one RTT ping and one probe each way per period, at most 5 % of the link
+# onnxruntime-web's float speed over numpy's, assumed only to decide whether importing it
+# could pay off at all (the notes measured 10-15x); plans then use measured times.
+ORT_SPEEDUP_PRIOR = 10.0
 
 
 def notify(kind, **data):
@@ -127,35 +136,59 @@ class EdgeLink:
 
 
 class Runtime:
-    """The model, the link, the context and the plan of this worker."""
+    """The model, the link, the context and the plan of this worker.
 
-    def __init__(self, manifest, model, samples, link):
+    `model` is the browser bundle (conv1 and the binary branch), or None for a model made
+    by `strata split`: then every block is a float block, the device runs them from block
+    0 in onnxruntime-web, and the shipped samples are already input tensors.
+    """
+
+    def __init__(self, manifest, model, samples, link, ort_assets, variants):
         self.manifest, self.model, self.link = manifest, model, link
+        self.variants = variants  # pruned variant name -> (its manifest, the URL of its folder)
+        self.ort_assets = ort_assets
+        self.first_float = 0 if model is None else 1  # the device's first block beyond the bundle
         self.images, self.labels = samples
         self.blocks = len(manifest["blocks"])
         self.classes = manifest.get("classes", [str(i) for i in range(10)])
         self.next_id = self.next_seq = 0
         self.goal = Goal("latency")
         self.manual = None  # a Plan the page fixed, or None to follow the planner
+        self.offered = None  # variant names the planner may choose from; None: all served
         self.replanner = Replanner()
         self.context = None  # ContextTracker, once the edge said HELLO
         self._hello = None  # the HELLO the context was last told about
-        self.device_blocks = []  # numpy float blocks 1.., loaded when a plan first needs them
+        self.devices = {"": DeviceBlocks(manifest, "/models/", self.first_float, fetch_bytes, ort_assets,
+                                         self._reporter(""))}
         self.conv1_ms, self.branch_ms = self._profile()
         self.macs_per_ms = matmul_speed()
         self.wake = asyncio.Event()  # set when a request took far longer than forecast
+        self.last_request_at = 0.0  # perf_counter() of the last classify
 
     def _profile(self, repeats=5):
         """Median conv1 and branch times on this device, from the shipped samples."""
-        conv1, branch = [], []
-        for image in self.images[:repeats + 1]:
-            begin = time.perf_counter()
-            features = self.model.conv1(image[None])
-            middle = time.perf_counter()
-            self.model.branch_logits(features)
-            conv1.append((middle - begin) * 1000)
-            branch.append((time.perf_counter() - middle) * 1000)
-        return float(np.median(conv1[1:])), float(np.median(branch[1:]))  # the first run warms up
+        if self.model is None:
+            return None, None
+        times = [self._time_bundle(image) for image in self.images[:repeats + 1]]
+        conv1, branch = zip(*times[1:])  # the first run warms up
+        return float(np.median(conv1)), float(np.median(branch))
+
+    def _time_bundle(self, image):
+        """(conv1 ms, branch ms) on one image."""
+        begin = time.perf_counter()
+        features = self.model.conv1(image[None])
+        middle = time.perf_counter()
+        self.model.branch_logits(features)
+        return (middle - begin) * 1000, (time.perf_counter() - middle) * 1000
+
+    def _refresh_device(self):
+        """Re-time conv1 and the branch on a sample when no request did lately (a few ms
+        a second), so the device's speed stays current when the page is idle, and a
+        start-up profile taken while the page was still busy loading does not stick."""
+        if self.model is None or time.perf_counter() - self.last_request_at < PROBE_PERIOD_S:
+            return
+        conv1_ms, branch_ms = self._time_bundle(self.images[self.next_seq % len(self.images)])
+        self.context.on_device({"conv1_ms": conv1_ms, "branch_ms": branch_ms})
 
     # -- the plan ------------------------------------------------------------------------
     def current_plan(self):
@@ -163,34 +196,65 @@ class Runtime:
             return self.manual
         if self.replanner.current is not None and self.replanner.current.plan is not None:
             return self.replanner.current.plan
-        return default_plan(self.blocks)
+        return default_plan(self.blocks, bundle=self.model is not None)
 
     def replan(self):
         if self.context is None:
             return
         previous = self.current_plan()
-        choice = self.replanner.update(self.context.costs(runnable=self.blocks), self.context.context(), self.goal)
-        notify("plan", plan=self.current_plan().to_header(), auto=self.manual is None,
+        variants = {name: costs for name, costs in self.context.all_costs(runnable=self.blocks).items()
+                    if self.offered is None or name in self.offered}  # none left: the unpruned model
+        choice = self.replanner.update(variants or self.context.costs(self.blocks), self.context.context(), self.goal)
+        plan = self.current_plan()
+        device_blocks = self.device(plan.variant)
+        if not device_blocks.ort_requested and (plan.a > self.first_float or self._ort_could_pay()):
+            asyncio.ensure_future(self._load_ort(device_blocks))
+        notify("plan", plan=plan.to_header(), auto=self.manual is None,
                predicted_ms=choice.latency_ms, energy_mj=choice.energy_mj, accuracy=choice.accuracy,
                meets_budget=choice.meets_budget, reason=choice.reason,
-               changed=self.current_plan() != previous, context=self.context.describe())
+               changed=self.current_plan() != previous, context=self.context.describe(),
+               executors=[self._executor(k, plan.variant) for k in range(self.blocks)])
 
-    async def _device_runner(self, a):
-        """The numpy float blocks [1, a), fetched and verified the first time a plan needs them."""
-        for k in range(1 + len(self.device_blocks), a):
-            name = self.manifest["blocks"][k]["file"]
-            [block] = load_blocks(self.manifest, {name: await fetch_bytes(f"/models/{name}")}, k, k + 1)
-            self.device_blocks.append(block)
-            x = np.zeros((1, *self.manifest["blocks"][k]["input_shape"]), np.float32)
+    def device(self, variant):
+        """The device's float blocks of a variant, created when a plan first names it."""
+        if variant not in self.devices:
+            manifest, url = self.variants[variant]
+            self.devices[variant] = DeviceBlocks(manifest, url, self.first_float, fetch_bytes, self.ort_assets,
+                                                 self._reporter(variant))
+        return self.devices[variant]
+
+    def _reporter(self, variant):
+        def report(k, ms, executor):
             if self.context is not None:
-                self.context.on_block(k, median_ms(lambda: block(x)))
-        return lambda x, start, stop: run_blocks(self.device_blocks[start - 1:stop - 1], x)
+                self.context.on_block(k, ms, executor, variant)
+        return report
+
+    def _executor(self, k, variant=""):
+        return self.context.executor(k, variant) if self.context is not None else "numpy"
+
+    def _ort_could_pay(self):
+        """Would some plan run float blocks on the device if they ran ORT_SPEEDUP_PRIOR
+        times faster? Only then is onnxruntime-web worth fetching and timing."""
+        costs = self.context.costs(runnable=self.blocks)
+        hoped = [ms if k < self.first_float or ms is None else ms / ORT_SPEEDUP_PRIOR
+                 for k, ms in enumerate(costs.device_ms)]
+        choice = best_plan(dataclasses.replace(costs, device_ms=hoped), self.context.context(), self.goal)
+        return choice.plan is not None and choice.plan.a > self.first_float
+
+    async def _load_ort(self, device_blocks):
+        notify("executor", state="loading")
+        await device_blocks.load_ort()
+        notify("executor", state="failed" if device_blocks.ort is None else "ready", detail=device_blocks.ort_error or "")
+        self.replan()
 
     def _measure_compression(self, count=5):
         """What zlib gains on real tensors at the cuts the device can send (the raw input
         and conv1's output), so the planner can weigh the "+z" codecs from the start."""
         images = self.images[:count]
-        tensors = {0: prepare(images, self.model.mean, self.model.std), 1: self.model.conv1(images)}
+        if self.model is None:
+            tensors = {0: np.asarray(images, np.float32)}
+        else:
+            tensors = {0: prepare(images, self.model.mean, self.model.std), 1: self.model.conv1(images)}
         for cut, x in tensors.items():
             for codec in CODECS:
                 if codec.endswith("+z"):
@@ -200,17 +264,22 @@ class Runtime:
     # -- one image -----------------------------------------------------------------------
     def forecast(self, plan):
         """The planner's predictions for a plan under the current context, or None."""
-        if self.context is None:
+        if self.context is None or plan.variant not in self.context.variants:
             return None
-        return evaluate(plan, self.context.costs(runnable=self.blocks), self.context.context(), self.goal)
+        return evaluate(plan, self.context.costs(self.blocks, plan.variant), self.context.context(), self.goal)
 
     async def classify(self, image):
         """One image through the current plan: (answer, plan, the forecast made beforehand)."""
         plan = self.current_plan()
         forecast = self.forecast(plan)
         self.next_id += 1
-        runner = await self._device_runner(plan.a) if plan.a > 1 else None
-        pending = device.start(self.model, image, plan, self.next_id, self.blocks, runner)
+        self.last_request_at = time.perf_counter()
+        pending = device.start(self.model, image, plan, self.next_id, self.blocks)
+        if pending.blocks is not None:
+            device_blocks = self.device(plan.variant)
+            await device_blocks.ensure(plan.a)
+            x = await device_blocks.run(pending.features, *pending.blocks, lambda k: self._executor(k, plan.variant))
+            pending = device.after_blocks(pending, x, plan, self.next_id, self.blocks)
         if self.context is not None:
             self.context.on_device(pending.answer.timing if pending.answer else pending.timing)
         if pending.answer is not None:
@@ -219,10 +288,9 @@ class Runtime:
             reply, up_bytes, down_bytes = await self.link.exchange(("infer", self.next_id), infer_frame(pending.request))
             result = read_result(reply)
         except (ConnectionError, asyncio.TimeoutError) as exc:
-            reason = f"edge-unreachable: {exc or 'no reply in time'}"
-            return device.fall_back(self.model, pending, reason), plan, forecast
+            return await self._fall_back(pending, plan, f"edge-unreachable: {exc or 'no reply in time'}"), plan, forecast
         except RequestError as exc:
-            return device.fall_back(self.model, pending, f"edge-error: {exc.code}: {exc}"), plan, forecast
+            return await self._fall_back(pending, plan, f"edge-error: {exc.code}: {exc}"), plan, forecast
         rtt = self.context.rtt.value if self.context else None
         answer = device.finish(pending, result, up_bytes, down_bytes, rtt)
         if self.context is not None:
@@ -231,6 +299,16 @@ class Runtime:
         if expected and answer.timing["total_ms"] > 2 * expected + 20:
             self.wake.set()  # the link changed under us: probe now rather than at the next period
         return answer, plan, forecast
+
+    async def _fall_back(self, pending, plan, reason):
+        """The edge failed us: the branch answers, or with no bundle, the device runs the rest."""
+        if self.model is not None:
+            return device.fall_back(self.model, pending, reason)
+        device_blocks = self.device(plan.variant)
+        await device_blocks.ensure(self.blocks)
+        logits = await device_blocks.run(pending.request.tensor, plan.a, self.blocks,
+                                         lambda k: self._executor(k, plan.variant))
+        return device.fall_back(None, pending, reason, logits)
 
     def _learn(self, answer, rtt):
         """Passive measurements from an offload: link rates and the edge's state."""
@@ -255,10 +333,13 @@ class Runtime:
             return
         if self.context is None:
             self.context = ContextTracker(self.manifest, hello, self.conv1_ms, self.branch_ms, self.macs_per_ms)
+            for name, (manifest, _) in self.variants.items():
+                self.context.add_variant(name, manifest)
             self._measure_compression()
         elif hello is not self._hello:  # reconnected: the edge may have new costs
             self.context.hello = hello
         self._hello = hello
+        self._refresh_device()
         self.context.edge_up = self.link.ready.is_set()
         if self.context.edge_up:
             try:
@@ -330,26 +411,48 @@ async def fetch_bytes(url):
     return await response.bytes()
 
 
+async def load_variants(manifest):
+    """The pruned variants' manifests (small; their blocks load only if a plan runs them
+    here), each checked against the sha256 the model's manifest gives for it."""
+    variants = {}
+    for entry in manifest.get("variants", []):
+        url = f"/models/{entry['dir']}/"
+        data = await fetch_bytes(url + "manifest.json")
+        if hashlib.sha256(data).hexdigest() != entry["manifest_sha256"]:
+            notify("edge", state="error", detail=f"{url}manifest.json does not match its sha256; variant "
+                                                 f"{entry['name']} is not offered")
+            continue
+        variants[entry["name"]] = (json.loads(data), url)
+    return variants
+
+
 async def load_model(ws_url):
     """Fetch and verify the bundle, load the samples, start the edge link and the probes."""
     global RUNTIME
     manifest = json.loads(await fetch_bytes("/models/manifest.json"))
-    bundle = manifest["browser_bundle"]["file"]
-    model = load_browser_model(manifest, {bundle: await fetch_bytes(f"/models/{bundle}")})
+    model = None
+    if "browser_bundle" in manifest:  # absent for a model made by `strata split`
+        bundle = manifest["browser_bundle"]["file"]
+        model = load_browser_model(manifest, {bundle: await fetch_bytes(f"/models/{bundle}")})
     with np.load(io.BytesIO(await fetch_bytes("/models/samples.npz"))) as shipped:
         samples = shipped["images"], shipped["labels"]
+    assets = json.loads(await fetch_bytes("/assets.json"))
     link = EdgeLink(ws_url)
-    RUNTIME = Runtime(manifest, model, samples, link)
+    RUNTIME = Runtime(manifest, model, samples, link, assets["ort"], await load_variants(manifest))
     asyncio.ensure_future(link.run())
     asyncio.ensure_future(RUNTIME.probe_loop())
     return {"blocks": RUNTIME.blocks, "classes": RUNTIME.classes, "samples": len(samples[1]),
             "block_names": [block["name"] for block in manifest["blocks"]],
-            "bundle_bytes": manifest["browser_bundle"]["bytes"], "plan": RUNTIME.current_plan().to_header(),
+            "bundle_bytes": manifest.get("browser_bundle", {}).get("bytes", 0),
+            "plan": RUNTIME.current_plan().to_header(),
             "device": {"conv1_ms": RUNTIME.conv1_ms, "branch_ms": RUNTIME.branch_ms}}
 
 
 def gallery(count):
-    """The first `count` sample images as one uint8 buffer (count x 28 x 28), and labels."""
+    """The first `count` sample images as one uint8 buffer (count x 28 x 28), and labels;
+    none for a split model, whose samples are input tensors rather than pictures."""
+    if RUNTIME.model is None:
+        return {"pixels": to_js(np.zeros(0, np.uint8)), "labels": [], "size": 0}
     images = np.ascontiguousarray(RUNTIME.images[:count], dtype=np.uint8)
     return {"pixels": to_js(images.reshape(-1)), "labels": [int(v) for v in RUNTIME.labels[:count]],
             "size": int(images.shape[-1])}
@@ -362,8 +465,11 @@ def set_plan(plan):
     return RUNTIME.current_plan().to_header()
 
 
-def set_goal(kind, budget_ms=None, privacy=False):
+def set_goal(kind, budget_ms=None, privacy=False, variants=None):
+    """The user's goal; `variants` limits the model variants offered to the planner
+    (names, "" for the unpruned model; None: every variant the edge serves)."""
     RUNTIME.goal = Goal(kind, budget_ms, bool(privacy))
+    RUNTIME.offered = None if variants is None else {str(name) for name in variants}
     RUNTIME.replan()
     return RUNTIME.current_plan().to_header()
 
@@ -371,7 +477,8 @@ def set_goal(kind, budget_ms=None, privacy=False):
 async def classify_sample(index):
     answer, plan, forecast = await RUNTIME.classify(RUNTIME.images[int(index)])
     return {**answer.to_dict(), "index": int(index), "truth": int(RUNTIME.labels[int(index)]),
-            "plan": plan.to_header(), "predicted_ms": forecast.predict(answer.exited) if forecast else None}
+            "plan": plan.to_header(), "predicted_ms": forecast.predict(answer.exited) if forecast else None,
+            "predicted_mj": forecast.energy_mj if forecast else None}
 
 
 async def measure_rtt(count):
@@ -393,6 +500,11 @@ def explain():
             "edge_link": None if context.edge is None else vars(context.edge),
             "cloud_link": None if context.cloud is None else vars(context.cloud),
             "device_slowdown": context.device_slowdown, "edge_slowdown": context.edge_slowdown,
+            "variant": RUNTIME.current_plan().variant, "variants": RUNTIME.context.variants,
+            "executors": [RUNTIME._executor(k, RUNTIME.current_plan().variant) for k in range(RUNTIME.blocks)],
+            "device_block_ms": {str(k): v for k, v in RUNTIME.context.device_block_ms.get("", {}).items()},
+            "ort": {"requested": RUNTIME.device("").ort_requested, "ready": RUNTIME.device("").ort is not None,
+                    "error": RUNTIME.device("").ort_error},
             "choice": None if current is None else {"plan": current.plan.to_header() if current.plan else None,
                                                     "latency_ms": current.latency_ms, "exit_ms": current.exit_ms,
                                                     "offload_ms": current.offload_ms}}
@@ -406,10 +518,64 @@ def bench_branch(count, repeats):
     model = RUNTIME.model
 
     def per_sample(work):
-        return float(np.median([median_ms(lambda: work(i), repeats) for i in range(count)]))
+        return float(np.median([median_ms(lambda i=i: work(i), repeats) for i in range(count)]))
 
     return {"conv1_ms": per_sample(lambda i: model.conv1(images[i][None])),
             "branch_ms": per_sample(lambda i: model.branch_logits(features[i])),
             "branch_float_ms": per_sample(lambda i: model.branch_logits_float_reference(features[i])),
             "agree": all(int(model.branch_logits(f).argmax()) == int(model.branch_logits_float_reference(f).argmax())
                          for f in features)}
+
+
+# -- the page's own images (uploads, camera frames) and its start-up figures ---------------
+
+def input_size():
+    """[rows, cols] of the images the model takes raw (the manifest's input.raw_size), which
+    the page fits uploads and camera frames into."""
+    return [int(v) for v in RUNTIME.manifest["input"]["raw_size"]]
+
+
+def _uint8_pixels(pixels):
+    """Greyscale values 0..255 from the page, as a flat uint8 array: a list of numbers,
+    bytes, or a JS typed array."""
+    if hasattr(pixels, "to_py"):
+        pixels = pixels.to_py()
+    if isinstance(pixels, (bytes, bytearray, memoryview)):
+        return np.frombuffer(bytes(pixels), dtype=np.uint8)
+    values = np.asarray(list(pixels), dtype=np.float64)
+    if values.size and not (np.isfinite(values).all() and values.min() >= 0 and values.max() <= 255):
+        raise ValueError(f"pixels must be greyscale values in 0..255; got {values.min()} to {values.max()}")
+    return np.rint(values).astype(np.uint8)
+
+
+async def classify_pixels(pixels, width, height):
+    """One image the page made (an upload or a camera frame): `width` x `height` greyscale
+    values 0..255, row by row, a light object on a dark background, at the model's raw size.
+    It becomes a uint8 (rows, cols) image like the shipped samples, and goes through the
+    current plan as they do. Returns what classify_sample returns, without index and truth."""
+    rows, cols = input_size()
+    if (int(height), int(width)) != (rows, cols):
+        raise ValueError(f"expected a {cols}x{rows} image (the manifest's input.raw_size); got {width}x{height}")
+    values = _uint8_pixels(pixels)
+    if values.size != rows * cols:
+        raise ValueError(f"expected {rows * cols} pixels for {cols}x{rows}; got {values.size}")
+    image = values.reshape(rows, cols).copy()
+    answer, plan, forecast = await RUNTIME.classify(image)
+    return {**answer.to_dict(), "plan": plan.to_header(),
+            "predicted_ms": forecast.predict(answer.exited) if forecast else None}
+
+
+def load_transfer():
+    """What this worker's downloads cost on the network so far, from the browser's Resource
+    Timing, for the page to tell a cold load from a warm one. Each URL counts once, by its
+    first fetch: worker.js fetches every runtime file and Pyodide then fetches it again
+    from the HTTP cache. transferSize is 0 when the cache answered and only the headers
+    for a 304, so a warm load moves a small fraction of the encoded bytes, a cold one all."""
+    first = {}
+    for entry in js.performance.getEntriesByType("resource"):
+        first.setdefault(entry.name, entry)
+    entries = list(first.values())
+    return {"resources": len(entries), "from_cache": sum(1 for e in entries if e.transferSize == 0),
+            "transfer_bytes": int(sum(e.transferSize for e in entries)),
+            "encoded_bytes": int(sum(e.encodedBodySize for e in entries)),
+            "decoded_bytes": int(sum(e.decodedBodySize for e in entries))}

@@ -3,6 +3,7 @@
     /              browser/            the page and the worker scripts (revalidated)
     /assets.json   build/web/          what the worker loads, with sizes
     /pyodide/      build/web/pyodide/  Pyodide and numpy (versioned path, immutable)
+    /ort/          build/web/ort/      onnxruntime-web (versioned path, immutable)
     /wheels/       build/web/wheels/   the strata wheel (revalidated)
     /models/       models/             manifest, browser bundle, samples (revalidated)
     /demo/link     the link emulator   demo mode only (edge_server/demo_link.py)
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/assets.json", assets),
         *demo_routes(settings.link_control_url),
         Mount("/pyodide", StaticFiles(directory=settings.web_dir / "pyodide", cache_control=IMMUTABLE)),
+        Mount("/ort", StaticFiles(directory=settings.web_dir / "ort", cache_control=IMMUTABLE)),
         Mount("/wheels", StaticFiles(directory=settings.web_dir / "wheels", cache_control=REVALIDATE)),
         Mount("/models", StaticFiles(directory=settings.models_dir, cache_control=REVALIDATE)),
         Mount("/", StaticFiles(directory=settings.browser_dir, cache_control=REVALIDATE, html=True)),

@@ -1,4 +1,4 @@
-"""Dynamic batching: concurrent requests for the same block range share one call.
+"""Dynamic batching: concurrent requests for the same blocks share one call.
 
 onnxruntime runs a batch of 16 in far less than 16 times the time of one, and one HTTP
 request to the cloud for 16 samples costs far less than 16 requests. At most `workers`
@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# (batch, start, stop) -> (output, details about the call, e.g. the cloud's own compute time)
-Compute = Callable[[np.ndarray, int, int], Awaitable[tuple[np.ndarray, dict]]]
+# (batch, *key) -> (output, details about the call, e.g. the cloud's own compute time); the
+# key says what to run: (start, stop) of a block range, and the model variant at the edge.
+Compute = Callable[..., Awaitable[tuple[np.ndarray, dict]]]
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class Batcher:
                              f"got {workers}, {max_batch} and {max_wait_s}")
         self.compute, self.workers = compute, workers
         self.max_batch, self.max_wait_s = max_batch, max_wait_s
-        self._waiting: dict[tuple[int, int], list[_Waiting]] = {}  # ranges in order of their oldest request
+        self._waiting: dict[tuple, list[_Waiting]] = {}  # keys in order of their oldest request
         self._running = 0
         self._timer: asyncio.TimerHandle | None = None
 
@@ -57,10 +58,10 @@ class Batcher:
         """Samples waiting for a worker: the load, as the planner sees it."""
         return sum(len(w.x) for waiting in self._waiting.values() for w in waiting)
 
-    async def __call__(self, x: np.ndarray, start: int, stop: int) -> Computed:
-        """Run blocks [start, stop) on x, batched with whatever else waits for them."""
+    async def __call__(self, x: np.ndarray, *key: object) -> Computed:
+        """Run `key` (e.g. blocks start, stop) on x, batched with whatever else waits for it."""
         future = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault((start, stop), []).append(_Waiting(x, future, time.perf_counter()))
+        self._waiting.setdefault(key, []).append(_Waiting(x, future, time.perf_counter()))
         self._dispatch()
         return await future
 
@@ -80,13 +81,13 @@ class Batcher:
             if not waiting:
                 del self._waiting[key]
             self._running += 1
-            asyncio.ensure_future(self._run(taken, *key))
+            asyncio.ensure_future(self._run(taken, key))
 
-    async def _run(self, taken: list[_Waiting], start: int, stop: int) -> None:
+    async def _run(self, taken: list[_Waiting], key: tuple) -> None:
         began = time.perf_counter()
         try:
             x = taken[0].x if len(taken) == 1 else np.concatenate([w.x for w in taken])
-            output, details = await self.compute(x, start, stop)
+            output, details = await self.compute(x, *key)
         except Exception as exc:  # every waiter learns of the failure; none hangs
             for w in taken:
                 if not w.future.done():
@@ -104,19 +105,19 @@ class Batcher:
             offset += len(w.x)
 
 
-def in_threads(run: Callable[[np.ndarray, int, int], np.ndarray], workers: int) -> tuple[Compute, ThreadPoolExecutor]:
-    """Wrap a blocking range runner (onnxruntime releases the GIL) as a Compute on a pool.
+def in_threads(run: Callable[..., np.ndarray], workers: int) -> tuple[Compute, ThreadPoolExecutor]:
+    """Wrap a blocking runner (onnxruntime releases the GIL) as a Compute on a pool.
 
     Its details give `run_ms`, the time inside the runner, apart from any wait for a thread.
     """
     pool = ThreadPoolExecutor(workers, thread_name_prefix="edge-blocks")
 
-    def timed(x: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, dict]:
+    def timed(x: np.ndarray, *key: object) -> tuple[np.ndarray, dict]:
         begin = time.perf_counter()
-        output = run(x, start, stop)
+        output = run(x, *key)
         return output, {"run_ms": (time.perf_counter() - begin) * 1000}
 
-    async def compute(x: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, dict]:
-        return await asyncio.get_running_loop().run_in_executor(pool, timed, x, start, stop)
+    async def compute(x: np.ndarray, *key: object) -> tuple[np.ndarray, dict]:
+        return await asyncio.get_running_loop().run_in_executor(pool, timed, x, *key)
 
     return compute, pool

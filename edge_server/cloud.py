@@ -1,7 +1,8 @@
 """The cloud tier: an Open Inference Protocol (KServe v2) REST server over ONNX graphs.
 
 It serves one model per cut point, named `<model>-from-<k>`: the suffix of the main
-path from block k to the logits. The edge forwards the deeper layers here; anything
+path from block k to the logits; and the same for each pruned variant listed in the
+manifest, `<model>-<variant>-from-<k>` (a variant that fails verification is left out). The edge forwards the deeper layers here; anything
 that speaks the protocol (tritonclient, KServe, curl) can use it too, and Triton or
 KServe can take its place (docs/scaling.md).
 
@@ -35,7 +36,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from edge_server import kserve
+from edge_server.cloud_client import suffix_model_name
 from edge_server.main_path import MainPath, session_options
+from edge_server.variants import Variants
 
 SERVER_NAME = "strata-cloud"
 
@@ -167,13 +170,15 @@ def create_cloud_app(models: dict[str, ServedModel], token: str | None = None, w
 
 
 def load_suffix_models(models_dir: Path) -> dict[str, ServedModel]:
-    """Every suffix of the main path, `<model>-from-<k>` for k = 0..N-1, ready to serve."""
-    main_path = MainPath(models_dir)
-    block_ms = main_path.profile()
+    """Every suffix of the main path and of each variant, ready to serve."""
+    base = MainPath(models_dir)
+    variants = Variants(base, max_bytes=0)  # verified and profiled; the suffix graphs are what we keep
     models = {}
-    for k in range(len(main_path)):
-        name = f"{main_path.name}-from-{k}"
-        session = ort.InferenceSession(main_path.suffix(k).SerializeToString(), session_options(),
-                                       providers=["CPUExecutionProvider"])
-        models[name] = ServedModel(name, session, block_ms[k:])
+    for variant, info in variants.info.items():
+        path = variants.get(variant)
+        for k in range(len(path)):
+            name = suffix_model_name(base.name, k, variant)
+            session = ort.InferenceSession(path.suffix(k).SerializeToString(), session_options(),
+                                           providers=["CPUExecutionProvider"])
+            models[name] = ServedModel(name, session, info.block_ms[k:])
     return models

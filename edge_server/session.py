@@ -41,10 +41,10 @@ class EdgeSession:
         if frame.type is not MessageType.INFER:
             return _error("unsupported", f"the edge accepts PING and INFER frames, not {frame.type.name}")
         try:
-            request = read_infer(frame, self.runtime.main_path.cut_shapes)
+            request = read_infer(frame, self.runtime.cut_shapes)
+            result = await self.runtime.infer(request)
         except RequestError as exc:
             return wire.encode(error_frame(exc))
-        result = await self.runtime.infer(request)
         total = (time.perf_counter() - received) * 1000
         timing = result.timing
         waited = sum(timing.get(k, 0.0) for k in (
@@ -61,7 +61,7 @@ class EdgeSession:
         if not 0 <= reply_bytes <= limit:
             return _error("bad-request", f"reply_bytes must be between 0 and {limit}, got {reply_bytes}")
         reply = {"seq": seq, "sent_ms": sent, "received_bytes": len(frame.payload), "server_ms": time.time() * 1000,
-                 "edge_queued": self.runtime.queued}
+                 "edge_queued": self.runtime.queued, "refused_variants": self.runtime.variants.refused}
         return wire.encode(Frame(MessageType.PONG, reply, bytes(reply_bytes)))
 
 

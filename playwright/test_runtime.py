@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -44,6 +45,16 @@ def _fix_plan(page: Page, plan: Plan) -> None:
     page.wait_for_selector(f"#plan-strip[data-auto=false][data-a='{plan.a}'][data-b='{plan.b}']")
 
 
+def _explain_when(page: Page, ready: Callable[[dict], bool], timeout_s: float = 60.0) -> dict:
+    """The worker's explain() once `ready` holds for it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        explained = page.evaluate("window.strata.callWorker('explain')")
+        if ready(explained) or time.monotonic() > deadline:
+            return explained
+        time.sleep(0.2)
+
+
 def _rows(page: Page) -> list[dict]:
     return page.eval_on_selector_all("#run-table tbody tr", "rows => rows.map(r => ({...r.dataset}))")
 
@@ -59,6 +70,9 @@ def _cpython_answers(plan: Plan, count: int) -> list[tuple[int, str]]:
     answers = []
     for i, image in enumerate(images):
         pending = device.start(model, image, plan, i, len(main_path))
+        if pending.blocks is not None:
+            x = main_path.run(pending.features, *pending.blocks)
+            pending = device.after_blocks(pending, x, plan, i, len(main_path))
         if pending.answer is not None:
             answers.append((pending.answer.label, "browser"))
             continue
@@ -82,6 +96,23 @@ def test_a_batch_through_the_page_matches_cpython(tiers: dict, watched: PageWatc
     assert page_answers == _cpython_answers(plan, 40)
     assert {tier for _, tier in page_answers} == {"browser", "cloud"}, "the batch should exercise both exits"
     assert not any(r["fallback"] for r in rows)
+    assert not watched.console_errors, watched.console_errors
+
+
+def test_float_blocks_on_the_device_load_onnxruntime_web_and_agree(tiers: dict, watched: PageWatch) -> None:
+    page = _open(watched, tiers["edge"])
+    assert not any("/ort/" in url for url in watched.requests), "onnxruntime-web must not load before it is needed"
+    plan = Plan(MAIN_PATH_BLOCKS - 1, MAIN_PATH_BLOCKS, "f16", branch=False)  # the last block at the edge
+    _fix_plan(page, plan)
+    explained = _explain_when(page, lambda e: e.get("ort", {}).get("ready"))
+    assert "ort" in explained["executors"], explained["device_block_ms"]
+    assert all(set(times) == {"numpy", "ort"} for k, times in explained["device_block_ms"].items() if k != "0")
+    page.fill("#run-count", "20")
+    page.click("#run")
+    page.wait_for_selector("#run-summary[data-done]", timeout=120_000)
+    rows = _rows(page)
+    assert [(int(r["label"]), r["tier"]) for r in rows] == _cpython_answers(plan, 20)
+    assert any("/ort/1.30.0/ort-wasm-simd-threaded.wasm" in url for url in watched.requests)
     assert not watched.console_errors, watched.console_errors
 
 

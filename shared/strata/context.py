@@ -2,7 +2,9 @@
 
 The worker feeds this tracker with what it measures (pings, probe transfers, its own
 compute times, what the edge reports) and asks it for the planner's Costs and Context.
-It holds no clock and does no I/O, so tests drive it with numbers.
+It holds no clock and does no I/O, so tests drive it with numbers. It keeps costs for
+the unpruned model ("") and for each pruned variant the worker was told of
+(add_variant) and the edge serves (its HELLO), for plan_variants().
 """
 
 from __future__ import annotations
@@ -15,14 +17,20 @@ FRAME_OVERHEAD = 200  # preamble and JSON header of an INFER or RESULT frame, ro
 
 
 class ContextTracker:
-    def __init__(self, manifest: dict, hello: dict, conv1_ms: float, branch_ms: float | None,
+    def __init__(self, manifest: dict, hello: dict, conv1_ms: float | None, branch_ms: float | None,
                  macs_per_ms: float) -> None:
+        """conv1_ms and branch_ms: the browser bundle's times at start-up; None for a model
+        made by `strata split`, which has no bundle (its block 0 is a float block too)."""
         self.manifest, self.hello = manifest, hello
-        self.blocks = manifest["blocks"]
+        self.manifests = {"": manifest}  # variant -> its manifest
         self.conv1_profile_ms = conv1_ms
         self.macs_per_ms = macs_per_ms  # the device's matmul speed, for blocks not yet measured
         self.branch_ms = branch_ms
-        self.device_block_ms: dict[int, float] = {0: conv1_ms}  # measured; others estimated from MACs
+        # Measured block times per variant and executor ("numpy", "ort"), at profile speed;
+        # blocks not measured yet are estimated from their MACs over the numpy matmul speed.
+        # Block 0 (conv1) is the same in every variant: its time is the unpruned model's.
+        self.device_block_ms: dict[str, dict[int, dict[str, float]]] = {
+            "": {} if conv1_ms is None else {0: {"numpy": conv1_ms}}}
         self.conv1_recent = WindowedMedian(window=8)
         self.branch_recent = WindowedMedian(window=8)
         self.rtt = StepTracker(window=16)
@@ -47,10 +55,23 @@ class ContextTracker:
         if "branch_ms" in timing:
             self.branch_recent.add(timing["branch_ms"])
 
-    def on_block(self, index: int, ms: float) -> None:
-        """A measured device time for a main-path block (replaces the MAC-based estimate),
-        stored at profile speed so that the current slowdown applies to it like to the rest."""
-        self.device_block_ms[index] = ms / self.device_slowdown
+    def add_variant(self, name: str, manifest: dict) -> None:
+        """A pruned variant's manifest; it is planned for while the edge serves it."""
+        self.manifests[name] = manifest
+
+    def on_block(self, index: int, ms: float, executor: str = "numpy", variant: str = "") -> None:
+        """A measured device time for a main-path block in one executor (replaces the
+        MAC-based estimate), stored at profile speed so that the current slowdown applies
+        to it like to the rest."""
+        self.device_block_ms.setdefault(variant, {}).setdefault(index, {})[executor] = ms / self.device_slowdown
+
+    def _times(self, index: int, variant: str) -> dict[str, float]:
+        return self.device_block_ms.get("" if index == 0 else variant, {}).get(index, {})
+
+    def executor(self, index: int, variant: str = "") -> str:
+        """The executor measured fastest for a block ("numpy" until another is measured)."""
+        times = self._times(index, variant) or {"numpy": 0.0}
+        return min(times, key=times.get)
 
     def on_compression(self, cut: int, codec: str, raw_bytes: int, sent_bytes: int) -> None:
         base = codec.split("+")[0]
@@ -58,31 +79,49 @@ class ContextTracker:
             self.z_ratio.setdefault(cut, {})[base] = raw_bytes / sent_bytes
 
     def on_edge(self, report: dict) -> None:
-        """What the edge says in a PONG or a RESULT: its queue and its link to the cloud."""
+        """What the edge says in a PONG or a RESULT: its queue, its link to the cloud, and
+        variants it refused since its HELLO (their files broke): no longer offered."""
         if "edge_queue_ms" in report:
             self.edge_queue.add(report["edge_queue_ms"])
         if report.get("cloud_link"):
             self.hello = {**self.hello, "cloud_link": report["cloud_link"]}
+        refused = report.get("refused_variants") or {}
+        if set(refused) - set(self.hello.get("refused_variants") or {}):
+            variants = {name: v for name, v in (self.hello.get("variants") or {}).items() if name not in refused}
+            self.hello = {**self.hello, "variants": variants, "refused_variants": refused}
+
+    @property
+    def variants(self) -> list[str]:
+        """The variants to plan for: the unpruned model, and those both sides have."""
+        served = self.hello.get("variants") or {}
+        return [""] + [name for name in self.manifests if name and name in served]
 
     # -- what the planner needs ----------------------------------------------------------
     @property
     def device_slowdown(self) -> float:
         """How much slower the device is now than when it was profiled, from conv1's times."""
         recent = self.conv1_recent.value
-        return max(recent / self.conv1_profile_ms, 0.1) if recent and self.conv1_profile_ms > 0 else 1.0
+        return max(recent / self.conv1_profile_ms, 0.1) if recent and self.conv1_profile_ms else 1.0
 
-    def device_ms(self, runnable: int) -> list[float | None]:
+    def device_ms(self, runnable: int, variant: str = "") -> list[float | None]:
         """Per-block device times now: conv1 as recently measured; other blocks as measured
-        or estimated (MACs over the matmul speed) at profile time, scaled by the slowdown;
-        None past the blocks this device can run."""
+        in their fastest executor, or estimated (MACs over the matmul speed), at profile
+        time and scaled by the slowdown; None past the blocks this device can run."""
         slowdown = self.device_slowdown
+        blocks = self.manifests[variant]["blocks"]
+
+        def profiled(k: int) -> float:
+            times = self._times(k, variant)
+            return min(times.values()) if times else blocks[k]["macs"] / self.macs_per_ms
+
         return [None if k >= runnable else
                 (self.conv1_recent.value if k == 0 and self.conv1_recent.value is not None else
-                 self.device_block_ms.get(k, block["macs"] / self.macs_per_ms) * (slowdown if k else 1.0))
-                for k, block in enumerate(self.blocks)]
+                 profiled(k) * (slowdown if k else 1.0))
+                for k in range(len(blocks))]
 
-    def cut_bytes(self) -> dict[str, list[int]]:
-        shapes = [block["input_shape"] for block in self.blocks] + [self.blocks[-1]["output_shape"]]
+    def cut_bytes(self, variant: str = "") -> dict[str, list[int]]:
+        blocks = self.manifests[variant]["blocks"]
+        shapes = [block["input_shape"] for block in blocks] + [blocks[-1]["output_shape"]]
         table = {}
         for codec in CODECS:
             base = codec.split("+")[0]
@@ -90,17 +129,22 @@ class ContextTracker:
                             for k, shape in enumerate(shapes)]
         return table
 
-    def costs(self, runnable: int) -> Costs:
-        figures = self.manifest["test"]
-        edge_ms = self.hello["edge_block_ms"]
+    def costs(self, runnable: int, variant: str = "") -> Costs:
+        figures = self.manifests[variant].get("test", {})  # a split model has no accuracy figures
+        served = self.hello if not variant else self.hello["variants"][variant]
+        edge_ms = served["edge_block_ms"]
         return Costs(
-            device_ms=self.device_ms(runnable), edge_ms=edge_ms,
-            cloud_ms=self.hello.get("cloud_block_ms") or edge_ms,
-            cut_bytes=self.cut_bytes(),
+            device_ms=self.device_ms(runnable, variant), edge_ms=edge_ms,
+            cloud_ms=served.get("cloud_block_ms") or edge_ms,
+            cut_bytes=self.cut_bytes(variant),
             branch_ms=None if self.branch_ms is None else self.branch_recent.value or self.branch_ms * self.device_slowdown,
-            exit_rate=figures["exit_rate"], accuracy=figures["main_accuracy"],
-            branch_accuracy=figures["system_accuracy"],
+            exit_rate=figures.get("exit_rate", 0.0), accuracy=figures.get("main_accuracy", 1.0),
+            branch_accuracy=figures.get("system_accuracy", 1.0),
         )
+
+    def all_costs(self, runnable: int) -> dict[str, Costs]:
+        """Costs of every variant to plan for, by name."""
+        return {name: self.costs(runnable, name) for name in self.variants}
 
     def context(self) -> Context:
         rtt = self.rtt.value

@@ -1,8 +1,11 @@
 """The browser's side of classifying one image, with no I/O: the worker and the Python
 clients (evaluation, load generator, tests) drive the very same steps.
 
-    start()    conv1 and, if the plan says so, the branch; either a final answer (the
-               branch is confident) or the INFER request to send
+    start()    conv1 and, if the plan says so, the branch; a final answer (the branch
+               is confident), the INFER request to send, or the tensor for the device's
+               further blocks [1, a)
+    after_blocks()  those blocks ran (in whichever executor the worker chose, which may
+               be asynchronous): the answer if a = N, else the INFER request
     finish()   turn the edge's RESULT into an answer, with the full timing breakdown
     fall_back() the edge is unreachable or too slow: the branch answers, marked so
 """
@@ -10,7 +13,6 @@ clients (evaluation, load generator, tests) drive the very same steps.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,11 +20,8 @@ import numpy as np
 from strata.exits import should_exit, softmax
 from strata.executor import BrowserModel
 from strata.offload import InferRequest, Result, split_transfer
-from strata.plan import Plan, PlanError
+from strata.plan import Plan
 from strata.preprocess import prepare
-
-BlockRunner = Callable[[np.ndarray, int, int], np.ndarray]  # (x, start, stop) -> output of block stop-1
-
 
 @dataclass
 class Answer:
@@ -40,7 +39,8 @@ class Answer:
 
 @dataclass
 class Pending:
-    """A sample after the device's share: answered already, or waiting for the edge."""
+    """A sample after the device's share so far: answered, waiting for the device's
+    further blocks (`blocks` is set), or waiting for the edge (`request` is set)."""
 
     answer: Answer | None
     request: InferRequest | None
@@ -49,6 +49,7 @@ class Pending:
     features: np.ndarray | None  # conv1's output, when the device ran conv1
     started: float  # perf_counter() at start, in seconds
     timing: dict = field(default_factory=dict)  # device-side stages measured so far
+    blocks: tuple[int, int] | None = None  # (1, a), or (0, a) with no bundle: the device runs these next, on `features`
 
 
 def _answer(logits: np.ndarray, tier: str, timing: dict, fallback: str | None = None, exited: bool = False) -> Answer:
@@ -57,20 +58,25 @@ def _answer(logits: np.ndarray, tier: str, timing: dict, fallback: str | None = 
     return Answer(label, float(probs[label]), tier, timing, fallback, exited)
 
 
-def start(model: BrowserModel, image: np.ndarray, plan: Plan, request_id: int, blocks: int,
-          run_blocks: BlockRunner | None = None) -> Pending:
-    """Run the device's share of the plan on one image (batch of 1).
+def start(model: BrowserModel | None, image: np.ndarray, plan: Plan, request_id: int, blocks: int) -> Pending:
+    """Run conv1 and the branch of the plan on one image (batch of 1).
 
-    Blocks [1, a) beyond conv1 run through `run_blocks(x, start, stop)` (the numpy float
-    blocks, loaded when a plan first needs them); with a = N (`blocks`) the device
-    answers alone.
+    With a > 1 the result asks for the device's float blocks [1, a) next; the caller
+    runs them and hands their output to after_blocks(). A model made by `strata split`
+    has no browser bundle (model is None): `image` is already its input tensor, and
+    every block the device runs, from block 0, is one of those float blocks.
     """
     begin = time.perf_counter()
-    if plan.a > 1 and run_blocks is None:
-        raise PlanError(f"a plan with a={plan.a} needs the device's float blocks, which are not loaded")
-    batch = image[None] if image.ndim == 2 else image
     timing: dict = {}
     logits = features = None
+    if model is None:
+        x = np.asarray(image, np.float32)[None]
+        pending = Pending(None, None, None, x, x, begin, timing)
+        if plan.a > 0:
+            pending.blocks = (0, plan.a)
+            return pending
+        return _onward(pending, x, plan, request_id, blocks)
+    batch = image[None] if image.ndim == 2 else image
     if plan.a == 0:
         x = prepare(batch, model.mean, model.std)
     else:
@@ -83,12 +89,27 @@ def start(model: BrowserModel, image: np.ndarray, plan: Plan, request_id: int, b
             if bool(should_exit(logits, model.rule, model.threshold)[0]):
                 return Pending(_answer(logits, "browser", _device_timing(timing, begin), exited=True), None, logits,
                                batch, features, begin)
+    pending = Pending(None, None, logits, batch, features, begin, timing)
     if plan.a > 1:
-        x = run_blocks(x, 1, plan.a)
+        pending.blocks = (1, plan.a)
+        return pending
+    return _onward(pending, x, plan, request_id, blocks)
+
+
+def after_blocks(pending: Pending, x: np.ndarray, plan: Plan, request_id: int, blocks: int) -> Pending:
+    """The device's further blocks produced `x`: answer here (a = N) or ask the edge."""
+    pending.timing["blocks_ms"] = (time.perf_counter() - pending.started) * 1000 - sum(
+        pending.timing.get(k, 0.0) for k in ("conv1_ms", "branch_ms"))
+    pending.blocks = None
+    return _onward(pending, x, plan, request_id, blocks)
+
+
+def _onward(pending: Pending, x: np.ndarray, plan: Plan, request_id: int, blocks: int) -> Pending:
     if plan.a == blocks:  # the whole main path ran here
-        return Pending(_answer(x, "browser", _device_timing(timing, begin)), None, logits, batch, features, begin)
-    device_ms = (time.perf_counter() - begin) * 1000
-    return Pending(None, InferRequest(request_id, plan, x, device_ms), logits, batch, features, begin, timing)
+        pending.answer = _answer(x, "browser", _device_timing(pending.timing, pending.started))
+    else:
+        pending.request = InferRequest(request_id, plan, x, (time.perf_counter() - pending.started) * 1000)
+    return pending
 
 
 def _device_timing(timing: dict, begin: float) -> dict:
@@ -107,11 +128,14 @@ def finish(pending: Pending, result: Result, up_bytes: int, down_bytes: int, rtt
     return _answer(result.logits, result.tier, timing, result.fallback)
 
 
-def fall_back(model: BrowserModel, pending: Pending, reason: str) -> Answer:
-    """Answer with the branch when the edge cannot: better a marked guess than nothing."""
-    logits = pending.branch_logits
+def fall_back(model: BrowserModel | None, pending: Pending, reason: str, logits: np.ndarray | None = None) -> Answer:
+    """Answer on the device when the edge cannot: better a marked answer than none. With
+    a bundle the branch answers; without one (a split model) the caller ran the rest of
+    the main path on the device and passes its `logits`."""
+    logits = pending.branch_logits if logits is None else logits
     if logits is None:
         features = pending.features if pending.features is not None else model.conv1(pending.image)
         logits = model.branch_logits(features)
     total = (time.perf_counter() - pending.started) * 1000
-    return _answer(logits, "browser", {"device_compute_ms": pending.request.device_ms, "total_ms": total}, reason)
+    device_ms = pending.request.device_ms if pending.request else total
+    return _answer(logits, "browser", {"device_compute_ms": device_ms, "total_ms": total}, reason)

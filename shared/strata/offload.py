@@ -6,6 +6,7 @@ the three cannot drift apart. Times are milliseconds.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,14 +49,22 @@ def infer_frame(request: InferRequest) -> Frame:
     return Frame(MessageType.INFER, header, payload)
 
 
-def read_infer(frame: Frame, cut_shapes: list[tuple[int, ...]]) -> InferRequest:
-    """Validate an INFER against the model: cut_shapes[k] is block k's input, without batch."""
+def read_infer(frame: Frame, cut_shapes: Mapping[str, list[tuple[int, ...]]]) -> InferRequest:
+    """Validate an INFER against the model: cut_shapes[variant][k] is block k's input,
+    without batch, for each variant this side serves ("" is the unpruned model)."""
     header = frame.header
     request_id = header.get("id")
     if not isinstance(request_id, int):
         raise RequestError("malformed", "INFER needs an integer 'id'")
+    plan_header = header.get("plan")
+    variant = plan_header.get("variant", "") if isinstance(plan_header, dict) else ""
+    if variant not in cut_shapes:
+        served = ", ".join(repr(name) for name in cut_shapes)
+        raise RequestError("unknown-variant", f"this server has no model variant {variant!r}; it serves {served}",
+                           request_id)
+    cut_shapes = cut_shapes[variant]
     try:
-        plan = Plan.from_header(header.get("plan"), len(cut_shapes))
+        plan = Plan.from_header(plan_header, len(cut_shapes) - 1)
         spec = header.get("tensor")
         if not isinstance(spec, dict):
             raise CodecError("INFER needs a 'tensor' object with codec and shape")
@@ -64,7 +73,7 @@ def read_infer(frame: Frame, cut_shapes: list[tuple[int, ...]]) -> InferRequest:
         raise RequestError("bad-plan", str(exc), request_id) from None
     except CodecError as exc:
         raise RequestError("bad-tensor", str(exc), request_id) from None
-    if plan.a >= len(cut_shapes):
+    if plan.a >= len(cut_shapes) - 1:
         raise RequestError("bad-plan", f"plan leaves nothing to run off the device (a={plan.a})", request_id)
     expected = tuple(cut_shapes[plan.a])
     if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != expected or len(x) < 1:

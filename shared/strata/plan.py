@@ -5,7 +5,8 @@ Blocks 0..N-1 make the main path (block 0 is conv1). A plan cuts it twice:
     device: blocks [0, a)    edge: blocks [a, b)    cloud: blocks [b, N)
 
 a = 0 uploads the raw input; b = N keeps the cloud out; a = b leaves the edge as a
-relay. The branch can only run when conv1 runs on the device (a >= 1).
+relay. The branch can only run when conv1 runs on the device (a >= 1). `variant` names
+the pruned model the blocks after conv1 come from ("" is the unpruned model).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Plan:
     b: int  # first block in the cloud
     codec: str = "f16"
     branch: bool = True
+    variant: str = ""
 
     def check(self, blocks: int) -> Plan:
         """Return self if it fits a model of `blocks` blocks, else raise saying why."""
@@ -46,12 +48,18 @@ class Plan:
             raise PlanError(f"plan must be an object with a, b, codec, branch; got {header!r}")
         a, b = header.get("a"), header.get("b")
         codec, branch = header.get("codec", "f16"), header.get("branch", True)
-        if not isinstance(a, int) or not isinstance(b, int) or not isinstance(codec, str) or not isinstance(branch, bool):
-            raise PlanError(f"plan needs integers a and b, a string codec and a boolean branch; got {header!r}")
-        return cls(a, b, codec, branch).check(blocks)
+        variant = header.get("variant", "")
+        if not isinstance(a, int) or not isinstance(b, int) or not isinstance(codec, str) or not isinstance(branch, bool) \
+                or not isinstance(variant, str):
+            raise PlanError(f"plan needs integers a and b, a string codec, a boolean branch and a string variant; "
+                            f"got {header!r}")
+        return cls(a, b, codec, branch, variant).check(blocks)
 
 
-def default_plan(blocks: int) -> Plan:
+def default_plan(blocks: int, bundle: bool = True) -> Plan:
     """The plan before the planner has measured anything: conv1 and the branch here,
-    the first half of the rest at the edge, the deeper half in the cloud."""
+    the first half of the rest at the edge, the deeper half in the cloud. A model with
+    no browser bundle (made by `strata split`) sends its input to the edge instead."""
+    if not bundle:
+        return Plan(0, min(blocks, (blocks + 1) // 2), "f16", False)
     return Plan(1, min(blocks, (blocks + 1) // 2 + 1), "f16", True)

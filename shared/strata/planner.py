@@ -21,7 +21,8 @@ The model of one sample, with p the branch's exit rate when it runs:
     energy  = compute_w * (always + (1 - p) * rest)
               + (1 - p) * (transmit_w * up + receive_w * down + idle_w * remote)
 
-where a link moves n bytes in rtt/2 + 8n/rate. For a fixed (branch, a, codec) the best
+where a link moves n bytes in rtt/2 + 8n/rate. With pruned variants of the model
+(`plan_variants`), each variant is planned this way and the goal picks among them. For a fixed (branch, a, codec) the best
 b only depends on a through a prefix sum, so one backward pass gives min over b for
 every a: the search is O(branch options x codecs x N), not O(N^2), and numpy scores
 all a at once. `strata bench planner` times it.
@@ -29,7 +30,8 @@ all a at once. `strata bench planner` times it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -124,7 +126,7 @@ class Choice:
 
     def objective(self, goal: Goal) -> tuple:
         """Smaller is better."""
-        return _objective(goal, self.latency_ms, self.energy_mj, self.accuracy)
+        return _objective(goal, self.latency_ms, self.energy_mj, self.accuracy, self.offload_ms)
 
 
 def _remote(costs: Costs, context: Context) -> tuple[np.ndarray, np.ndarray]:
@@ -185,13 +187,19 @@ def _table(branch: bool, codec: str, costs: Costs, context: Context, goal: Goal,
     return latency, energy, accuracy, always, onward
 
 
-def _objective(goal: Goal, latency: float, energy: float, accuracy: float) -> tuple:
+def _meets(goal: Goal, onward: float) -> bool:
+    """A latency budget is a deadline for every request: a plan meets it when a sample
+    that does not exit (the slower kind) still arrives in time."""
+    return goal.budget_ms is None or onward <= goal.budget_ms
+
+
+def _objective(goal: Goal, latency: float, energy: float, accuracy: float, onward: float) -> tuple:
     """Smaller is better."""
     if goal.kind == "latency":
         return (latency,)
     if goal.kind == "energy":
         return (energy, latency)
-    meets = latency <= goal.budget_ms
+    meets = _meets(goal, onward)
     return (not meets, -accuracy if meets else 0.0, latency)
 
 
@@ -226,10 +234,12 @@ def plan(costs: Costs, context: Context, goal: Goal) -> Choice:
             allowed_here[n] &= codec == "f32"  # nothing crosses a link at a = N: f32 stands for every codec
             if not allowed_here.any():
                 continue
-            # For one (branch, codec) the accuracy is fixed, so the fastest a is also the
-            # one most likely to meet a budget.
+            # For one (branch, codec) the accuracy is fixed: under a budget, the fastest a
+            # among those that meet it, or the fastest of all if none does.
+            if goal.kind == "accuracy" and (allowed_here & (onward <= goal.budget_ms)).any():
+                allowed_here &= onward <= goal.budget_ms
             a = int(np.argmin(np.where(allowed_here, energy if goal.kind == "energy" else latency, np.inf)))
-            key = _objective(goal, float(latency[a]), float(energy[a]), accuracy)
+            key = _objective(goal, float(latency[a]), float(energy[a]), accuracy, float(onward[a]))
             if best_key is None or key < best_key:
                 best, best_key = (branch, a, codec, float(latency[a]), float(energy[a]), accuracy,
                                   float(exits[a]), float(onward[a])), key
@@ -238,10 +248,48 @@ def plan(costs: Costs, context: Context, goal: Goal) -> Choice:
                       "no plan is feasible: the edge is unreachable and the device cannot run every block; "
                       "the branch answers alone")
     branch, a, codec, latency, energy, accuracy, exits, onward = best
-    meets = goal.budget_ms is None or latency <= goal.budget_ms
+    meets = _meets(goal, onward)
     reason = "" if goal.kind != "accuracy" or meets else f"no plan meets the {goal.budget_ms:.0f} ms budget; this is the fastest"
     return Choice(Plan(a, int(best_b[a]) if a < n else n, codec, branch), latency, energy, accuracy, meets, reason,
                   exits, onward)
+
+
+def _named(choice: Choice, variant: str) -> Choice:
+    return choice if choice.plan is None else replace(choice, plan=replace(choice.plan, variant=variant))
+
+
+def _label(variant: str) -> str:
+    return f"variant {variant}" if variant else "the unpruned model"
+
+
+def plan_variants(variants: Mapping[str, Costs], context: Context, goal: Goal) -> Choice:
+    """The model variant and its plan together ("" is the unpruned model).
+
+    Only the accuracy goal trades accuracy for time, so the latency and energy goals
+    keep the unpruned model. Under a budget: the most accurate variant whose best plan
+    meets it; if none does, the fastest one, and the reason says so. O(variants x plan()).
+    """
+    if goal.kind != "accuracy" or len(variants) == 1:
+        name = "" if "" in variants else next(iter(variants))
+        return _named(plan(variants[name], context, goal), name)
+    choices = {name: _named(plan(costs, context, goal), name) for name, costs in variants.items()}
+    feasible = [choice for choice in choices.values() if choice.plan is not None]
+    if not feasible:
+        return choices.get("") or next(iter(choices.values()))
+    budget = f"{goal.budget_ms:.0f} ms"
+    meeting = [choice for choice in feasible if choice.meets_budget]
+    if meeting:
+        best = max(meeting, key=lambda choice: (choice.accuracy, -choice.latency_ms))
+        reason = (f"{_label(best.plan.variant)}: the most accurate that meets the {budget} budget "
+                  f"({best.latency_ms:.1f} ms predicted, accuracy {best.accuracy:.2%})")
+        unpruned = choices.get("")
+        if best.plan.variant and unpruned is not None and unpruned.plan is not None and not unpruned.meets_budget:
+            reason += f"; the unpruned model would take {unpruned.latency_ms:.1f} ms"
+    else:
+        best = min(feasible, key=lambda choice: choice.latency_ms)
+        reason = (f"no variant meets the {budget} budget; {_label(best.plan.variant)} is the fastest "
+                  f"({best.latency_ms:.1f} ms predicted)")
+    return replace(best, reason=reason)
 
 
 def evaluate(current: Plan, costs: Costs, context: Context, goal: Goal) -> Choice | None:
@@ -265,8 +313,8 @@ def evaluate(current: Plan, costs: Costs, context: Context, goal: Goal) -> Choic
     latency, energy, accuracy, exits, onward = _table(current.branch, current.codec, costs, context, goal, device,
                                                       remote_ms)
     a = current.a
-    return Choice(current, float(latency[a]), float(energy[a]), accuracy,
-                  goal.budget_ms is None or latency[a] <= goal.budget_ms, "", float(exits[a]), float(onward[a]))
+    return Choice(current, float(latency[a]), float(energy[a]), accuracy, _meets(goal, float(onward[a])), "",
+                  float(exits[a]), float(onward[a]))
 
 
 class Replanner:
@@ -282,9 +330,16 @@ class Replanner:
         self.current: Choice | None = None
         self.switches = 0
 
-    def update(self, costs: Costs, context: Context, goal: Goal) -> Choice:
-        best = plan(costs, context, goal)
-        kept = evaluate(self.current.plan, costs, context, goal) if self.current and self.current.plan else None
+    def update(self, costs: Costs | Mapping[str, Costs], context: Context, goal: Goal) -> Choice:
+        """Re-plan under a new context; `costs` per variant name, or one Costs (unpruned)."""
+        variants = {"": costs} if isinstance(costs, Costs) else costs
+        best = plan_variants(variants, context, goal)
+        current = self.current.plan if self.current else None
+        kept = None
+        if current is not None and current.variant in variants:
+            kept = evaluate(current, variants[current.variant], context, goal)
+            if kept is not None and best.plan is not None and best.plan.variant == current.variant:
+                kept = replace(kept, reason=best.reason)
         if kept is None or self._better(best, kept, goal):
             if self.current is not None and best.plan != self.current.plan:
                 self.switches += 1

@@ -30,6 +30,17 @@ def test_device_times_scale_by_macs_until_measured():
     assert context.device_ms(runnable=3)[1] == 12.0
 
 
+def test_each_block_counts_in_its_fastest_measured_executor():
+    context = tracker()
+    assert context.executor(1) == "numpy"
+    context.on_block(1, 12.0)
+    context.on_block(1, 1.5, "ort")
+    context.on_block(2, 3.0)
+    context.on_block(2, 4.0, "ort")
+    assert context.device_ms(runnable=3)[1:] == [1.5, 3.0]
+    assert (context.executor(1), context.executor(2)) == ("ort", "numpy")
+
+
 def test_cut_bytes_follow_codecs_and_learned_compression():
     context = tracker()
     table = context.cut_bytes()
@@ -59,3 +70,21 @@ def test_without_rates_the_edge_is_not_planned_for():
     assert context.context().edge is None
     choice = plan(context.costs(runnable=3), context.context(), Goal("latency"))
     assert choice.plan.a == 3  # everything on the device: the only feasible plan
+
+
+def test_variants_are_planned_while_the_edge_serves_them():
+    pruned = {**MANIFEST, "blocks": [MANIFEST["blocks"][0],
+                                     {"input_shape": [32, 16, 16], "output_shape": [32, 8, 8], "macs": 1_200_000},
+                                     {"input_shape": [32, 8, 8], "output_shape": [10], "macs": 320}],
+              "test": {"exit_rate": 0.6, "main_accuracy": 0.925, "system_accuracy": 0.923}}
+    context = ContextTracker(MANIFEST, {**HELLO, "variants": {"p50": {"edge_block_ms": [0.05, 0.1, 0.01]}}},
+                             conv1_ms=2.0, branch_ms=4.0, macs_per_ms=300_000)
+    context.add_variant("p50", pruned)
+    costs = context.all_costs(runnable=3)
+    assert list(costs) == ["", "p50"]
+    assert costs["p50"].device_ms == [2.0, 4.0, 320 / 300_000] and costs["p50"].accuracy == 0.925
+    assert costs["p50"].cut_bytes["f32"][2] == 32 * 8 * 8 * 4 + FRAME_OVERHEAD
+    context.on_block(1, 1.0, "ort", variant="p50")
+    assert context.executor(1, "p50") == "ort" and context.executor(1) == "numpy"
+    context.on_edge({"refused_variants": {"p50": "variant 'p50' refused: block1.onnx is missing"}})
+    assert list(context.all_costs(runnable=3)) == [""]

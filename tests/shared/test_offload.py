@@ -8,7 +8,7 @@ from strata.offload import (InferRequest, RequestError, Result, infer_frame, rea
                             result_frame, split_transfer)
 from strata.plan import Plan, PlanError
 
-CUTS = [(1, 32, 32), (32, 16, 16), (64, 8, 8), (10,)]
+CUTS = {"": [(1, 32, 32), (32, 16, 16), (64, 8, 8), (10,)], "p50": [(1, 32, 32), (32, 16, 16), (32, 8, 8), (10,)]}
 
 
 def _through_wire(frame):
@@ -30,6 +30,17 @@ def test_infer_with_the_wrong_shape_names_the_expected_one():
     with pytest.raises(RequestError, match=r"block 2 must be shaped \(N, 64, 8, 8\)") as caught:
         read_infer(_through_wire(frame), CUTS)
     assert caught.value.code == "bad-tensor" and caught.value.request_id == 1
+
+
+def test_each_variant_has_its_own_shapes_and_unknown_ones_are_refused():
+    x = np.zeros((1, 32, 8, 8), np.float32)
+    back = read_infer(_through_wire(infer_frame(InferRequest(4, Plan(2, 3, "f32", variant="p50"), x))), CUTS)
+    assert back.plan.variant == "p50" and back.tensor.shape == x.shape
+    with pytest.raises(RequestError, match=r"block 2 must be shaped \(N, 64, 8, 8\)"):
+        read_infer(_through_wire(infer_frame(InferRequest(5, Plan(2, 3, "f32"), x))), CUTS)
+    with pytest.raises(RequestError, match="no model variant 'p75'.*'', 'p50'") as caught:
+        read_infer(_through_wire(infer_frame(InferRequest(6, Plan(2, 3, "f32", variant="p75"), x))), CUTS)
+    assert caught.value.code == "unknown-variant" and caught.value.request_id == 6
 
 
 def test_infer_with_a_bad_plan_or_tensor_is_refused():

@@ -6,7 +6,7 @@ tests/test_planner_oracle.py checks it against brute force on random tables.
 import pytest
 
 from strata.plan import Plan
-from strata.planner import Context, Costs, Goal, Link, Replanner, evaluate, plan
+from strata.planner import Context, Costs, Goal, Link, Replanner, evaluate, plan, plan_variants
 
 WIFI = Link(rtt_ms=10, up_bps=50e6, down_bps=50e6)
 SLOW = Link(rtt_ms=300, up_bps=1.5e6, down_bps=1.5e6)
@@ -85,6 +85,47 @@ def test_replanner_has_hysteresis():
     assert replanner.switches == 0
     moved = replanner.update(costs(), Context(SLOW, CLOUD), goal).plan
     assert moved != first and replanner.switches == 1
+
+
+def pruned(share, accuracy):
+    """A variant whose blocks after conv1 cost `share` of the unpruned ones."""
+    base = costs()
+    return costs(device_ms=[base.device_ms[0]] + [ms * share for ms in base.device_ms[1:]],
+                 edge_ms=[base.edge_ms[0]] + [ms * share for ms in base.edge_ms[1:]],
+                 cloud_ms=[base.cloud_ms[0]] + [ms * share for ms in base.cloud_ms[1:]],
+                 accuracy=accuracy, branch_accuracy=accuracy - 0.003)
+
+
+VARIANTS = {"": costs(), "p50": pruned(0.3, 0.925), "p75": pruned(0.1, 0.90)}
+
+
+def test_under_a_budget_the_most_accurate_variant_that_meets_it_wins():
+    slow = Context(SLOW, CLOUD)
+    # A budget is a deadline for each request: the samples that do not exit must meet it.
+    times = {name: plan(c, slow, Goal("latency")).offload_ms for name, c in VARIANTS.items()}
+    assert times[""] > times["p50"] > times["p75"]
+    budget = (times[""] + times["p50"]) / 2  # the unpruned model misses it, p50 meets it
+    choice = plan_variants(VARIANTS, slow, Goal("accuracy", budget_ms=budget))
+    assert choice.plan.variant == "p50" and choice.meets_budget
+    assert "most accurate" in choice.reason and "unpruned model would take" in choice.reason
+    roomy = plan_variants(VARIANTS, slow, Goal("accuracy", budget_ms=times[""] * 2))
+    assert roomy.plan.variant == "" and roomy.meets_budget
+
+
+def test_when_no_variant_meets_the_budget_the_fastest_is_chosen_and_said_so():
+    choice = plan_variants(VARIANTS, Context(SLOW, CLOUD), Goal("accuracy", budget_ms=0.5))
+    assert choice.plan.variant == "p75" and not choice.meets_budget
+    assert choice.reason.startswith("no variant meets the 0 ms budget; variant p75 is the fastest")
+
+
+def test_latency_and_energy_goals_keep_the_unpruned_model_and_a_dropped_variant_is_not_offered():
+    for kind in ("latency", "energy"):
+        assert plan_variants(VARIANTS, Context(SLOW, CLOUD), Goal(kind)).plan.variant == ""
+    replanner = Replanner()
+    tight = Goal("accuracy", budget_ms=0.5)
+    assert replanner.update(VARIANTS, Context(SLOW, CLOUD), tight).plan.variant == "p75"
+    without = {name: c for name, c in VARIANTS.items() if name != "p75"}  # the edge refused it
+    assert replanner.update(without, Context(SLOW, CLOUD), tight).plan.variant == "p50"
 
 
 def test_goal_checks_its_arguments():

@@ -1,0 +1,151 @@
+// The page's charts, in plain SVG and HTML: nothing to fetch, nothing to bundle.
+
+export const TIER_COLOURS = { device: "#2f6fde", uplink: "#8fb3f0", edge: "#13795b", cloud: "#a05fd3", downlink: "#f0b35f" };
+export const ANSWER_COLOURS = { browser: TIER_COLOURS.device, edge: TIER_COLOURS.edge, cloud: TIER_COLOURS.cloud };
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attributes = {}, text = undefined) {
+  const element = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attributes)) element.setAttribute(name, value);
+  if (text !== undefined) element.textContent = text;
+  return element;
+}
+
+const ms = (value) => `${value < 10 ? value.toFixed(1) : value.toFixed(0)} ms`;
+
+// A small time series: the last 60 values as a line, the latest in the caption.
+export function sparkline(key, values, caption) {
+  const figure = document.createElement("figure");
+  figure.dataset.series = key;
+  const max = Math.max(...values, 1e-9), min = Math.min(...values, 0);
+  const points = values.map((v, i) => `${(i / 59) * 120},${30 - ((v - min) / (max - min || 1)) * 28}`).join(" ");
+  const plot = svg("svg", { viewBox: "0 0 120 32", width: 120, height: 32, "aria-hidden": "true" });
+  plot.append(svg("polyline", { fill: "none", stroke: TIER_COLOURS.device, "stroke-width": 1.5, points }));
+  const text = document.createElement("figcaption");
+  text.textContent = caption;
+  figure.append(plot, text);
+  return figure;
+}
+
+// One answer's latency split by tier, as a stacked bar and a legend.
+export function timingBar(timing) {
+  const cloud = (timing.edge_to_cloud_ms || 0) + (timing.cloud_compute_ms || 0) + (timing.cloud_to_edge_ms || 0);
+  const parts = [
+    ["device", timing.device_compute_ms], ["uplink", timing.uplink_ms],
+    ["edge", (timing.edge_total_ms || 0) - cloud], ["cloud", cloud], ["downlink", timing.downlink_ms],
+  ].filter(([, value]) => value > 0);
+  const total = parts.reduce((n, [, value]) => n + value, 0);
+  const bar = document.createElement("div");
+  bar.className = "timing-bar";
+  bar.setAttribute("role", "img");
+  bar.setAttribute("aria-label", `latency by tier: ${parts.map(([name, value]) => `${name} ${value.toFixed(1)} ms`).join(", ")}`);
+  for (const [name, value] of parts) {
+    const segment = document.createElement("span");
+    segment.style.width = `${(100 * value) / total}%`;
+    segment.style.background = TIER_COLOURS[name];
+    segment.title = `${name}: ${value.toFixed(2)} ms`;
+    bar.append(segment);
+  }
+  const legend = document.createElement("p");
+  legend.className = "muted";
+  legend.textContent = parts.map(([name, value]) => `${name} ${value.toFixed(1)} ms`).join(" · ");
+  return [bar, legend];
+}
+
+// The q-quantile of sorted values, by nearest rank.
+export function quantile(sorted, q) {
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
+}
+
+// Tick values for an axis from lo to hi: 1-2-5 steps on a log axis, round steps otherwise.
+function ticks(lo, hi, log) {
+  if (log) {
+    const out = [];
+    for (let decade = 10 ** Math.floor(Math.log10(lo)); decade <= hi; decade *= 10) {
+      for (const m of [1, 2, 5]) if (m * decade >= lo && m * decade <= hi) out.push(m * decade);
+    }
+    return out.length > 6 ? out.filter((v) => Math.abs(Math.log10(v) % 1) < 1e-9) : out;
+  }
+  const raw = (hi - lo) / 4;
+  const step = [1, 2, 5, 10].map((m) => m * 10 ** Math.floor(Math.log10(raw))).find((s) => s >= raw);
+  const out = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi; v += step) out.push(Number(v.toPrecision(6)));
+  return out;
+}
+
+// Histogram of end-to-end latency over a run's answers, each bin stacked by the tier that
+// answered, with p50 and p95 marked. The axis is logarithmic when latencies span more
+// than a decade (a branch exit takes milliseconds, a trip to the cloud tens of them).
+export function latencyHistogram(answers, width = 480) {
+  const figure = document.createElement("figure");
+  figure.className = "histogram";
+  const times = answers.map((a) => a.timing.total_ms);
+  if (!times.length) return figure;
+  const sorted = [...times].sort((a, b) => a - b);
+  const p50 = quantile(sorted, 0.5), p95 = quantile(sorted, 0.95);
+  const log = sorted[0] > 0 && sorted[sorted.length - 1] / sorted[0] > 10;
+  const lo = log ? sorted[0] / 1.1 : Math.max(0, sorted[0] - 0.5);
+  const hi = log ? sorted[sorted.length - 1] * 1.1 : sorted[sorted.length - 1] + 0.5;
+  const height = 150, left = 28, right = 8, top = 28, bottom = 22;
+  const plotWidth = width - left - right, plotHeight = height - top - bottom;
+  const x = log
+    ? (v) => left + (Math.log(v / lo) / Math.log(hi / lo)) * plotWidth
+    : (v) => left + ((v - lo) / (hi - lo)) * plotWidth;
+  const bins = Math.max(6, Math.min(30, Math.floor(plotWidth / 14), Math.round(2 * Math.sqrt(times.length))));
+  const edge = (i) => (log ? lo * (hi / lo) ** (i / bins) : lo + ((hi - lo) * i) / bins);
+  const counts = Array.from({ length: bins }, () => ({ browser: 0, edge: 0, cloud: 0 }));
+  answers.forEach((answer, i) => {
+    const t = times[i];
+    const bin = Math.min(bins - 1, Math.floor(log ? (bins * Math.log(t / lo)) / Math.log(hi / lo) : (bins * (t - lo)) / (hi - lo)));
+    counts[bin][answer.tier in ANSWER_COLOURS ? answer.tier : "browser"] += 1;
+  });
+  const most = Math.max(...counts.map((c) => c.browser + c.edge + c.cloud));
+  const y = (n) => top + plotHeight - (n / most) * plotHeight;
+
+  const plot = svg("svg", { viewBox: `0 0 ${width} ${height}`, width: "100%", height, "aria-hidden": "true" });
+  counts.forEach((count, i) => {
+    let stacked = 0;
+    for (const tier of ["browser", "edge", "cloud"]) {
+      if (!count[tier]) continue;
+      const x0 = x(edge(i)), x1 = x(edge(i + 1));
+      const rect = svg("rect", { class: "bar", x: x0 + 0.5, width: Math.max(1, x1 - x0 - 1), y: y(stacked + count[tier]),
+        height: y(stacked) - y(stacked + count[tier]), fill: ANSWER_COLOURS[tier], "data-tier": tier, "data-count": count[tier] });
+      rect.append(svg("title", {}, `${ms(edge(i))} to ${ms(edge(i + 1))}: ${count[tier]} from the ${tier}`));
+      plot.append(rect);
+      stacked += count[tier];
+    }
+  });
+  plot.append(svg("line", { x1: left, x2: width - right, y1: top + plotHeight, y2: top + plotHeight, stroke: "#5b6375" }));
+  for (const value of ticks(lo, hi, log)) {
+    plot.append(svg("line", { x1: x(value), x2: x(value), y1: top + plotHeight, y2: top + plotHeight + 4, stroke: "#5b6375" }));
+    plot.append(svg("text", { x: x(value), y: height - 6, "text-anchor": "middle", class: "tick" }, String(value)));
+  }
+  plot.append(svg("text", { x: width - right, y: height - 6, "text-anchor": "end", class: "tick" }, "ms"));
+  plot.append(svg("text", { x: left - 4, y: top + 4, "text-anchor": "end", class: "tick" }, String(most)));
+  plot.append(svg("text", { x: left - 4, y: top + plotHeight, "text-anchor": "end", class: "tick" }, "0"));
+  // The quantile labels sit on two rows, so that close quantiles do not overlap.
+  [["p50", p50, 10], ["p95", p95, 22]].forEach(([name, value, row]) => {
+    const at = x(value);
+    plot.append(svg("line", { class: `quantile ${name}`, x1: at, x2: at, y1: row + 2, y2: top + plotHeight,
+      stroke: "#1d2433", "stroke-dasharray": "3 2" }));
+    plot.append(svg("text", { x: at, y: row, "text-anchor": at > width / 2 ? "end" : "start", class: "tick" },
+      `${name} ${ms(value)}`));
+  });
+
+  const byTier = Object.fromEntries(Object.keys(ANSWER_COLOURS).map((tier) => [tier, answers.filter((a) => a.tier === tier).length]));
+  const caption = document.createElement("figcaption");
+  for (const [tier, n] of Object.entries(byTier)) {
+    const key = document.createElement("span");
+    key.className = "key";
+    key.style.setProperty("--colour", ANSWER_COLOURS[tier]);
+    key.textContent = `${tier} ${n}`;
+    caption.append(key);
+  }
+  caption.append(`end-to-end latency of ${times.length} answers${log ? ", log scale" : ""}: p50 ${ms(p50)}, p95 ${ms(p95)}`);
+  figure.setAttribute("role", "img");
+  figure.setAttribute("aria-label", `Latency histogram of ${times.length} answers: p50 ${ms(p50)}, p95 ${ms(p95)}; `
+    + Object.entries(byTier).map(([tier, n]) => `${n} from the ${tier}`).join(", "));
+  Object.assign(figure.dataset, { count: times.length, p50, p95, scale: log ? "log" : "linear" });
+  figure.append(plot, caption);
+  return figure;
+}
