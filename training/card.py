@@ -16,6 +16,31 @@ def finetune_text(training: dict) -> str:
             f"validation branch {pct(tune['val_branch_accuracy'])}.")
 
 
+def variants_text(manifest: dict) -> str:
+    """The pruned variants section, once `strata prune` has listed them in the manifest."""
+    variants = manifest.get("variants")
+    if not variants:
+        return ""
+    test, macs = manifest["test"], sum(block["macs"] for block in manifest["blocks"])
+    rows = "\n".join(f"| `{v['dir']}/` | {100 * v['prune_ratio']:.0f} % | {v['macs']:,} | {pct(v['main_accuracy'])} | "
+                     f"{pct(v['system_accuracy'])} |" for v in variants)
+    return f"""
+## Pruned variants
+
+`strata prune` removes a share of the channels of every main-path block after conv1
+(blocks 1-5 and the classifier's inputs) and fine-tunes what is left, distilling this
+model's main path. conv1 and the binary branch are this model's, so `browser_bundle.bin`
+and `block0.onnx` serve every variant, at the same exit rule. Each folder holds its
+block files and a manifest in this format; the pruning criteria are compared in
+`docs/pruning.md`. Test-set figures, system at the exit rule above:
+
+| variant | channels removed | MACs (conv1 included) | main path | system |
+|---|---|---|---|---|
+| this model | 0 % | {macs:,} | {pct(test['main_accuracy'])} | {pct(test['system_accuracy'])} |
+{rows}
+"""
+
+
 def model_card(manifest: dict) -> str:
     """The model card: accuracy, exit operating point, sizes, cost per block, training."""
     test, exit_, training = manifest["test"], manifest["exit"], manifest["training"]
@@ -106,7 +131,7 @@ equal what block 1's ONNX expects.
 Total {sum(b['macs'] for b in manifest['blocks']) / 1e6:.1f} M MACs,
 {sum(b['params'] for b in manifest['blocks']):,} parameters (batch norm folded).
 The branch does the same MACs of blocks 1-5 as 1-bit operations.
-
+{variants_text(manifest)}
 ## Training
 
 Fashion-MNIST from the Debian package `dataset-fashion-mnist`: 55,000 training images,

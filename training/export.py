@@ -110,17 +110,16 @@ def export(checkpoint: dict, splits, out: Path) -> dict:
                   "preprocessing": "zero-pad to 32x32, pixels / 255, then (x - mean) / std",
                   "mean": mean, "std": std},
         "blocks": blocks,
-        "cuts": [{"before_block": i, "bytes_per_sample": 4 * int(np.prod(shape))} for i, shape in enumerate(shapes)],
+        "cuts": cut_entries(shapes),
         "full_graph": {"file": "full.onnx", "bytes": full_bytes, "input": "input", "output": "output",
                        "chain_max_abs_diff": chain_diff},
         "browser_bundle": {"file": "browser_bundle.bin", "format_version": FORMAT_VERSION, "contains_block": 0,
                            "bytes": len(bundle_bytes), "ratio_vs_full_onnx": full_bytes / len(bundle_bytes)},
         "exit": {key: calibration[key] for key in ("rule", "threshold", "tolerance", "validation", "curves")},
-        "test": figures_on_test_set(logits["test"], splits.test_y, calibration),
+        "test": figures_at_exit(logits["test"], splits.test_y, calibration),
         "training": report,
         "samples": len(samples_y),
-        "artifacts": {name: sha256((out / name).read_bytes()) for name in files},
-        "artifact_bytes": {name: (out / name).stat().st_size for name in files},
+        **artifact_entries(out, files),
     }
     write_manifest(manifest, out)
     manifest["executor_agreement"] = executor_agreement(out, manifest, splits.test_x, logits["test"][1])
@@ -135,6 +134,17 @@ def export(checkpoint: dict, splits, out: Path) -> dict:
 def write_onnx_files(model, out: Path) -> tuple[list[dict], list[tuple]]:
     """One ONNX file per folded main-path block plus full.onnx; returns manifest block entries
     and the per-sample shapes at every cut (input first, logits last)."""
+    import torch
+
+    blocks, shapes, folded = write_block_files(model, out)
+    write_onnx(torch.nn.Sequential(*folded), shapes[0], out / "full.onnx")
+    print(f"exported {len(blocks)} block ONNX files and full.onnx", flush=True)
+    return blocks, shapes
+
+
+def write_block_files(model, out: Path) -> tuple[list[dict], list[tuple], list]:
+    """blockN.onnx for every folded main-path block (pruned variants too, which have no full.onnx);
+    returns the manifest block entries, the shapes at every cut and the folded modules."""
     import torch
 
     from training.fold import folded_block
@@ -152,9 +162,20 @@ def write_onnx_files(model, out: Path) -> tuple[list[dict], list[tuple]]:
     for index, (block, module) in enumerate(zip(blocks, folded)):
         write_onnx(module, shapes[index], out / f"block{index}.onnx")
         entries.append(block_entry(index, block, f"block{index}.onnx", shapes[index], shapes[index + 1], out))
-    write_onnx(torch.nn.Sequential(*folded), shapes[0], out / "full.onnx")
-    print(f"exported {len(blocks)} block ONNX files and full.onnx", flush=True)
-    return entries, shapes
+    return entries, shapes, folded
+
+
+def cut_entries(shapes: list[tuple]) -> list[dict]:
+    """Bytes per sample at every cut, float32: before block 0 (the input) to after the last (the logits)."""
+    return [{"before_block": i, "bytes_per_sample": 4 * int(np.prod(shape))} for i, shape in enumerate(shapes)]
+
+
+def artifact_entries(out: Path, files: list[str]) -> dict:
+    """The manifest's sha256 and size of every artifact file, which the servers check at load."""
+    from strata.bundle import sha256
+
+    return {"artifacts": {name: sha256((out / name).read_bytes()) for name in files},
+            "artifact_bytes": {name: (out / name).stat().st_size for name in files}}
 
 
 def write_manifest(manifest: dict, out: Path) -> None:
@@ -186,19 +207,20 @@ def write_onnx(module, input_shape: tuple, path: Path) -> None:
 
 def check_chain(out: Path, names: list[str], x: np.ndarray) -> float:
     """Max abs difference between the chained block files and the full graph; fails over tolerance."""
-    import onnxruntime as ort
-
-    def session(name):
-        return ort.InferenceSession(str(out / name), providers=["CPUExecutionProvider"])
-
-    full = session("full.onnx").run(None, {"input": x})[0]
-    chained = x
-    for name in names:
-        chained = session(name).run(None, {"input": chained})[0]
+    full, chained = run_chain(out, ["full.onnx"], x), run_chain(out, names, x)
     diff = float(np.abs(full - chained).max())
     if diff > CHAIN_TOLERANCE:
         raise RuntimeError(f"chained blocks differ from the full graph by {diff} > {CHAIN_TOLERANCE}")
     return diff
+
+
+def run_chain(out: Path, names: list[str], x: np.ndarray) -> np.ndarray:
+    """The ONNX files `names` in `out`, chained in onnxruntime as the edge and cloud run them."""
+    import onnxruntime as ort
+
+    for name in names:
+        x = ort.InferenceSession(str(out / name), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    return x
 
 
 def block_entry(index: int, block, file: str, in_shape: tuple, out_shape: tuple, out: Path) -> dict:
@@ -221,8 +243,8 @@ def block_entry(index: int, block, file: str, in_shape: tuple, out_shape: tuple,
             "ops": block_ops(block)}
 
 
-def figures_on_test_set(logits: tuple[np.ndarray, np.ndarray], labels: np.ndarray, calibration: dict) -> dict:
-    """Test-set accuracy of both paths and of the system at the calibrated exit (torch outputs)."""
+def figures_at_exit(logits: tuple[np.ndarray, np.ndarray], labels: np.ndarray, calibration: dict) -> dict:
+    """Accuracy of both paths and of the system at the calibrated exit (torch outputs) on one split."""
     from strata.exits import should_exit
 
     main, branch = (l.argmax(1) == labels for l in logits)

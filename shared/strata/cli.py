@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "train": "training.train",
     "export": "training.export",
     "evaluate": "training.evaluate",
+    "prune": "training.prune",
     "split": "edge_server.split_cli",
 }
 
