@@ -10,6 +10,11 @@
   planner   time of one plan in CPython over 50..500 blocks and every codec
   codecs    bytes per offload and system accuracy of each tensor codec, on the 10k
             Fashion-MNIST test images (needs the Debian package dataset-fashion-mnist)
+  pruning   each pruned variant fixed against the adaptive variant choice, under a
+            latency budget the unpruned model misses on 3g, on a throttled browser
+  grid      every strategy (numpy and onnxruntime-web in the browser, edge, cloud, a
+            Neurosurgeon cut, the oracle, Strata adaptive) on three models x three
+            device speeds x wifi/4g/3g, with start-up times and bytes; --quick: a subset
 """
 
 from __future__ import annotations
@@ -19,18 +24,26 @@ from pathlib import Path
 
 from edge_server.config import REPO
 
-SUMMARY = "Run a benchmark (startup, load, codecs, planner, adaptive, branch) and write its results under docs/bench/."
+SUMMARY = ("Run a benchmark (startup, load, codecs, planner, adaptive, branch, grid, pruning) and write its results "
+           "under docs/bench/.")
 OUTPUT = REPO / "docs" / "bench"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("benchmark", choices=["startup", "load", "codecs", "planner", "adaptive", "branch"], help="which benchmark to run")
+    parser.add_argument("benchmark", choices=["startup", "load", "codecs", "planner", "adaptive", "branch", "grid", "pruning"],
+                        help="which benchmark to run")
     parser.add_argument("--runs", type=int, default=5, help="runs per measurement (default: %(default)s)")
     parser.add_argument("--clients", default="1,8,64,256",
                         help="load: comma-separated client counts (default: %(default)s)")
     parser.add_argument("--requests", type=int, default=40,
                         help="load: requests per client at 8 clients or fewer; fewer each beyond (default: %(default)s)")
+    parser.add_argument("--budget-ms", type=float,
+                        help="pruning: the latency budget (default: between the unpruned and the most pruned "
+                             "variant's p95 on 3g, measured)")
     parser.add_argument("--out", type=Path, default=OUTPUT, help="where results go (default: %(default)s)")
+    parser.add_argument("--quick", action="store_true",
+                        help="grid: a small subset (our model, this CPU, wifi, three strategies) in under 2 minutes, "
+                             "written as grid-quick.*")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,6 +52,14 @@ def run(args: argparse.Namespace) -> int:
         from bench import startup
 
         return startup.main(runs=args.runs, out=args.out)
+    if args.benchmark == "pruning":
+        from bench import pruning
+
+        return pruning.main(args.requests, args.budget_ms, args.out)
+    if args.benchmark == "grid":
+        from bench import grid
+
+        return grid.main(args.quick, args.out)
     if args.benchmark == "branch":
         from bench import branch
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -40,16 +41,18 @@ def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 20.0, lo
 
 @contextmanager
 def _process(command: str, ready_path: str, *args: str, port: int | None = None,
-             ready_port: int | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+             ready_port: int | None = None,
+             env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
     """Run `strata COMMAND`, by default with --port set to a free port; yield its URL once
-    `ready_path` answers (on `ready_port` if given), and stop it afterwards."""
+    `ready_path` answers (on `ready_port` if given), and stop it afterwards. `env` adds
+    to this process's environment."""
     if port is None:
         port = free_port()
         args = ("--port", str(port), *args)
     with tempfile.NamedTemporaryFile("w+", prefix=f"strata-{command}-", suffix=".log") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "strata.cli", command, "--log-level", "warning", *args],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True,
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})},
         )
         url = f"http://127.0.0.1:{port}"
         try:
@@ -64,17 +67,20 @@ def _process(command: str, ready_path: str, *args: str, port: int | None = None,
 
 
 @contextmanager
-def edge_process(*args: str) -> Iterator[tuple[str, subprocess.Popen]]:
+def edge_process(*args: str, models: Path | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
     """Run `strata serve` (with its own cloud, unless args say otherwise) on a free
-    loopback port; yield its base URL, without a trailing slash, and its process."""
-    with _process("serve", "/", *args) as running:
+    loopback port; yield its base URL, without a trailing slash, and its process.
+    `models`: serve this model folder (STRATA_MODELS_DIR) instead of models/."""
+    env = {"STRATA_MODELS_DIR": str(models)} if models else None
+    with _process("serve", "/", *args, env=env) as running:
         yield running
 
 
 @contextmanager
-def cloud_process(*args: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Run `strata cloud` alone on a free loopback port; yield its URL and process."""
-    with _process("cloud", "/v2/health/ready", *args) as running:
+def cloud_process(*args: str, models: Path | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run `strata cloud` alone on a free loopback port; yield its URL and process.
+    `models`: serve this model folder instead of models/."""
+    with _process("cloud", "/v2/health/ready", *args, *(("--models", str(models)) if models else ())) as running:
         yield running
 
 

