@@ -293,10 +293,12 @@ function showReady({ info, model: loaded, timings }) {
   const transfer = callWorker("load_transfer");
   (async () => {
     model.input_size = await callWorker("input_size");
-    document.querySelectorAll(".raw-size").forEach((el) => { el.textContent = sizeText(); });
-    await showGallery(Math.min(40, model.samples));
-    $("gallery").addEventListener("keydown", galleryKeys);
-    setUpInput({ size: rawSize(), classify: classifyPixels, showPixels, onError: showInputError });
+    if (model.input_size) {  // null for a model made by `strata split`: its samples are tensors, not pictures
+      document.querySelectorAll(".raw-size").forEach((el) => { el.textContent = sizeText(); });
+      await showGallery(Math.min(40, model.samples));
+      $("gallery").addEventListener("keydown", galleryKeys);
+      setUpInput({ size: rawSize(), classify: classifyPixels, showPixels, onError: showInputError });
+    }
     $("run").disabled = false;
     $("run").addEventListener("click", () => runBatch().catch(showInputError));
     await classify(0);  // the first answer, without waiting for a click: its time is part of start-up

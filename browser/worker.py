@@ -143,9 +143,10 @@ class Runtime:
     0 in onnxruntime-web, and the shipped samples are already input tensors.
     """
 
-    def __init__(self, manifest, model, samples, link, ort_assets, variants):
+    def __init__(self, manifest, model, samples, link, ort_assets):
         self.manifest, self.model, self.link = manifest, model, link
-        self.variants = variants  # pruned variant name -> (its manifest, the URL of its folder)
+        self.variants = {}  # pruned variant name -> (its manifest, the URL of its folder), see load_variants
+        self.variants_requested = False
         self.ort_assets = ort_assets
         self.first_float = 0 if model is None else 1  # the device's first block beyond the bundle
         self.images, self.labels = samples
@@ -164,6 +165,23 @@ class Runtime:
         self.macs_per_ms = matmul_speed()
         self.wake = asyncio.Event()  # set when a request took far longer than forecast
         self.last_request_at = 0.0  # perf_counter() of the last classify
+
+    async def load_variants(self):
+        """The pruned variants' manifests (small; their blocks load only if a plan runs them
+        here), each checked against the sha256 the model's manifest gives for it. Only the
+        accuracy goal plans with variants, so they are fetched when it (or a variant by
+        name) is first asked for, not before the first answer."""
+        for entry in self.manifest.get("variants", []):
+            url = f"/models/{entry['dir']}/"
+            data = await fetch_bytes(url + "manifest.json")
+            if hashlib.sha256(data).hexdigest() != entry["manifest_sha256"]:
+                notify("edge", state="error", detail=f"{url}manifest.json does not match its sha256; variant "
+                                                     f"{entry['name']} is not offered")
+                continue
+            self.variants[entry["name"]] = (json.loads(data), url)
+            if self.context is not None:
+                self.context.add_variant(entry["name"], self.variants[entry["name"]][0])
+        self.replan()
 
     def _profile(self, repeats=5):
         """Median conv1 and branch times on this device, from the shipped samples."""
@@ -411,21 +429,6 @@ async def fetch_bytes(url):
     return await response.bytes()
 
 
-async def load_variants(manifest):
-    """The pruned variants' manifests (small; their blocks load only if a plan runs them
-    here), each checked against the sha256 the model's manifest gives for it."""
-    variants = {}
-    for entry in manifest.get("variants", []):
-        url = f"/models/{entry['dir']}/"
-        data = await fetch_bytes(url + "manifest.json")
-        if hashlib.sha256(data).hexdigest() != entry["manifest_sha256"]:
-            notify("edge", state="error", detail=f"{url}manifest.json does not match its sha256; variant "
-                                                 f"{entry['name']} is not offered")
-            continue
-        variants[entry["name"]] = (json.loads(data), url)
-    return variants
-
-
 async def load_model(ws_url):
     """Fetch and verify the bundle, load the samples, start the edge link and the probes."""
     global RUNTIME
@@ -438,7 +441,7 @@ async def load_model(ws_url):
         samples = shipped["images"], shipped["labels"]
     assets = json.loads(await fetch_bytes("/assets.json"))
     link = EdgeLink(ws_url)
-    RUNTIME = Runtime(manifest, model, samples, link, assets["ort"], await load_variants(manifest))
+    RUNTIME = Runtime(manifest, model, samples, link, assets["ort"])
     asyncio.ensure_future(link.run())
     asyncio.ensure_future(RUNTIME.probe_loop())
     return {"blocks": RUNTIME.blocks, "classes": RUNTIME.classes, "samples": len(samples[1]),
@@ -470,6 +473,10 @@ def set_goal(kind, budget_ms=None, privacy=False, variants=None):
     (names, "" for the unpruned model; None: every variant the edge serves)."""
     RUNTIME.goal = Goal(kind, budget_ms, bool(privacy))
     RUNTIME.offered = None if variants is None else {str(name) for name in variants}
+    wants_variants = kind == "accuracy" or bool(RUNTIME.offered and RUNTIME.offered - {""})
+    if wants_variants and not RUNTIME.variants_requested:
+        RUNTIME.variants_requested = True
+        asyncio.ensure_future(RUNTIME.load_variants())
     RUNTIME.replan()
     return RUNTIME.current_plan().to_header()
 
@@ -531,8 +538,10 @@ def bench_branch(count, repeats):
 
 def input_size():
     """[rows, cols] of the images the model takes raw (the manifest's input.raw_size), which
-    the page fits uploads and camera frames into."""
-    return [int(v) for v in RUNTIME.manifest["input"]["raw_size"]]
+    the page fits uploads and camera frames into; None for a model made by `strata split`,
+    which takes tensors rather than pictures."""
+    raw = RUNTIME.manifest["input"].get("raw_size")
+    return None if raw is None else [int(v) for v in raw]
 
 
 def _uint8_pixels(pixels):
