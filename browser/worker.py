@@ -6,7 +6,8 @@ WebSocket, to fetch, and to the page. worker.js calls the functions at the botto
 
     load_model()  bundle, samples, device profile, edge link, probe loop
     classify_*()  one image through the current plan (the planner's, or the page's)
-    probe loop    every PROBE_PERIOD_S: RTT, an uplink and a downlink probe, then re-plan
+    probe loop    every probe period (PROBE_PERIOD_S, or set_probe_period()): RTT, an
+                  uplink and a downlink probe, then re-plan
 
 The device's float blocks live in device_blocks.py (numpy or onnxruntime-web, through
 ort_web.py); worker.js writes both files next to this one.
@@ -41,7 +42,7 @@ from device_blocks import DeviceBlocks
 
 REPLY_TIMEOUT_S = 5.0  # past this, the branch answers instead of the edge
 BACKOFF_S = [0.5, 1, 2, 4, 8]  # waits between reconnection attempts, the last one repeating
-PROBE_PERIOD_S = 1.0  # one RTT ping and one probe each way per period, at most 5 % of the link
+PROBE_PERIOD_S = 1.0  # default: one RTT ping and one probe each way per period, at most 5 % of the link
 # onnxruntime-web's float speed over numpy's, assumed only to decide whether importing it
 # could pay off at all (the notes measured 10-15x); plans then use measured times.
 ORT_SPEEDUP_PRIOR = 10.0
@@ -165,6 +166,7 @@ class Runtime:
         self.macs_per_ms = matmul_speed()
         self.wake = asyncio.Event()  # set when a request took far longer than forecast
         self.last_request_at = 0.0  # perf_counter() of the last classify
+        self.probe_period_s = PROBE_PERIOD_S  # probes stay within 5 % of the link whatever the period
 
     async def load_variants(self):
         """The pruned variants' manifests (small; their blocks load only if a plan runs them
@@ -203,7 +205,7 @@ class Runtime:
         """Re-time conv1 and the branch on a sample when no request did lately (a few ms
         a second), so the device's speed stays current when the page is idle, and a
         start-up profile taken while the page was still busy loading does not stick."""
-        if self.model is None or time.perf_counter() - self.last_request_at < PROBE_PERIOD_S:
+        if self.model is None or time.perf_counter() - self.last_request_at < self.probe_period_s:
             return
         conv1_ms, branch_ms = self._time_bundle(self.images[self.next_seq % len(self.images)])
         self.context.on_device({"conv1_ms": conv1_ms, "branch_ms": branch_ms})
@@ -365,10 +367,10 @@ class Runtime:
                     rtt, report = await self._ping()
                     self.context.on_rtt(rtt)
                 self.context.on_edge(report)
-                size = probe_bytes(self.context.up.value, PROBE_PERIOD_S)
+                size = probe_bytes(self.context.up.value, self.probe_period_s)
                 elapsed, _ = await self._ping(payload=size)
                 self.context.on_rate("up", transfer_rate_bps(size, elapsed / 1000, rtt / 1000))
-                size = probe_bytes(self.context.down.value, PROBE_PERIOD_S)
+                size = probe_bytes(self.context.down.value, self.probe_period_s)
                 elapsed, _ = await self._ping(reply_bytes=size)
                 self.context.on_rate("down", transfer_rate_bps(size, elapsed / 1000, rtt / 1000))
             except (ConnectionError, asyncio.TimeoutError):
@@ -376,14 +378,14 @@ class Runtime:
         self.replan()
 
     async def probe_loop(self):
-        """Probe every PROBE_PERIOD_S; at once, with a burst of pings, when a request surprised us."""
+        """Probe every period; at once, with a burst of pings, when a request surprised us."""
         surprised = False
         while True:
             started = time.perf_counter()
             await self.probe_once(pings=3 if surprised else 1)
             self.wake.clear()
             try:
-                await asyncio.wait_for(self.wake.wait(), max(0.05, PROBE_PERIOD_S - (time.perf_counter() - started)))
+                await asyncio.wait_for(self.wake.wait(), max(0.05, self.probe_period_s - (time.perf_counter() - started)))
                 surprised = True
             except asyncio.TimeoutError:
                 surprised = False
@@ -466,6 +468,17 @@ def set_plan(plan):
     RUNTIME.manual = None if plan is None else Plan.from_header(plan, RUNTIME.blocks)
     RUNTIME.replan()
     return RUNTIME.current_plan().to_header()
+
+
+def set_probe_period(seconds):
+    """How often the worker probes its links (seconds, 0.2..60): longer saves the radio,
+    shorter follows changes sooner. Each probe is sized to stay within 5 % of the link."""
+    seconds = float(seconds)
+    if not 0.2 <= seconds <= 60:
+        raise ValueError(f"the probe period must be between 0.2 and 60 seconds; got {seconds}")
+    RUNTIME.probe_period_s = seconds
+    RUNTIME.wake.set()
+    return seconds
 
 
 def set_goal(kind, budget_ms=None, privacy=False, variants=None):

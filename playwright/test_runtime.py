@@ -143,3 +143,12 @@ def test_killing_the_edge_falls_back_to_the_branch_and_says_so(tiers: dict, watc
     assert page.get_attribute("#result", "data-tier") == "browser"
     assert "fallback" in page.inner_text("#result")
     assert "reconnecting" in page.inner_text("#edge-state") or "unreachable" in page.inner_text("#edge-state")
+
+
+def test_the_probe_period_is_configurable_within_bounds(edge_url: str, watched: PageWatch) -> None:
+    page = _open(watched, edge_url)
+    assert page.evaluate("window.strata.callWorker('set_probe_period', 0.5)") == 0.5
+    with pytest.raises(Exception, match="between 0.2 and 60 seconds; got 0.0"):
+        page.evaluate("window.strata.callWorker('set_probe_period', 0)")
+    page.wait_for_timeout(2000)  # the probes go on at the new period
+    assert page.evaluate("window.strata.callWorker('explain')")["ready"]
