@@ -13,7 +13,7 @@ import hashlib
 import time
 
 import numpy as np
-from ort_web import OrtWeb
+from ort_web import OrtWeb, to_numpy
 
 from strata.blocks import load_blocks
 
@@ -119,11 +119,17 @@ class DeviceBlocks:
             self.ort, self.ort_error = None, f"{type(exc).__name__}: {exc}"
 
     async def run(self, x, start, stop, executor_of):
-        """Blocks [start, stop) on x, each in `executor_of(k)` if loaded there, else the other."""
+        """Blocks [start, stop) on x, each in `executor_of(k)` if loaded there, else the
+        other. Between consecutive onnxruntime-web blocks the tensor stays in JS."""
+        held = None  # the current tensor, as an ort.Tensor, while onnxruntime-web blocks follow each other
         for k in range(start, stop):
             ort_block = self.ort_blocks.get(k)
             if ort_block is not None and (executor_of(k) == "ort" or k not in self.numpy):
-                x = await ort_block(x)
+                given = held if held is not None else ort_block.tensor(x)
+                held = await ort_block.run_tensor(given)
+                given.dispose()
             else:
+                if held is not None:
+                    x, held = to_numpy(held), None
                 x = self.numpy[k](x)
-        return x
+        return to_numpy(held) if held is not None else x

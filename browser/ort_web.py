@@ -31,20 +31,32 @@ class OrtWeb:
 
 
 class OrtBlock:
-    """One block's InferenceSession: numpy in, numpy out."""
+    """One block's InferenceSession. Tensors stay in JS between consecutive blocks run
+    here (run_tensor); numpy copies are made only where numpy takes over."""
 
     def __init__(self, ort, session):
         self.ort, self.session = ort, session
         self.input, self.output = session.inputNames.at(0), session.outputNames.at(0)
 
-    async def __call__(self, x: np.ndarray) -> np.ndarray:
+    def tensor(self, x: np.ndarray):
         x = np.ascontiguousarray(x, np.float32)
-        tensor = self.ort.Tensor.new("float32", to_js(x.ravel()), to_js(list(x.shape)))
-        feeds = js.Object.fromEntries(to_js([[self.input, tensor]]))
-        outputs = await self.session.run(feeds)
-        result = getattr(outputs, self.output)
-        shape = [int(d) for d in result.dims.to_py()]
-        array = np.asarray(result.data.to_py(), np.float32).reshape(shape)
+        return self.ort.Tensor.new("float32", to_js(x.ravel()), to_js(list(x.shape)))
+
+    async def run_tensor(self, tensor):
+        """An ort.Tensor in, the block's output ort.Tensor out."""
+        outputs = await self.session.run(js.Object.fromEntries(to_js([[self.input, tensor]])))
+        return getattr(outputs, self.output)
+
+    async def __call__(self, x: np.ndarray) -> np.ndarray:
+        tensor = self.tensor(x)
+        result = await self.run_tensor(tensor)
         tensor.dispose()
-        result.dispose()
-        return array
+        return to_numpy(result)
+
+
+def to_numpy(tensor) -> np.ndarray:
+    """An ort.Tensor's data as a numpy array (a copy); the tensor is disposed."""
+    shape = [int(d) for d in tensor.dims.to_py()]
+    array = np.asarray(tensor.data.to_py(), np.float32).reshape(shape)
+    tensor.dispose()
+    return array
