@@ -24,7 +24,7 @@ import httpx
 from playwright.sync_api import Page, sync_playwright
 
 from bench.chromium import launch
-from bench.servers import cloud_process, edge_process, link_process
+from bench.servers import emulated_tiers
 from edge_server.config import Settings
 from strata.plan import Plan
 
@@ -85,10 +85,7 @@ def measure(requests: int) -> dict:
     blocks = len(json.loads((models / "manifest.json").read_text())["blocks"])
     results = {}
     with ExitStack() as stack:
-        cloud, _ = stack.enter_context(cloud_process())
-        cloud_link, _ = stack.enter_context(link_process(cloud, "edge-cloud"))
-        edge, _ = stack.enter_context(edge_process("--cloud-url", cloud_link))
-        url, control = stack.enter_context(link_process(edge, "wifi"))
+        url, control, _ = stack.enter_context(emulated_tiers())
         playwright = stack.enter_context(sync_playwright())
         browser = launch(playwright)
         page = browser.new_page()

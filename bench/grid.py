@@ -36,7 +36,7 @@ from bench.grid_cells import (
 )
 from bench.ort_baseline import model_inputs
 from bench.real_models import prepare_all
-from bench.servers import cloud_process, edge_process, link_process
+from bench.servers import edge_process, emulated_tiers
 from bench.throttle import slowed
 from edge_server.config import REPO
 
@@ -82,10 +82,7 @@ def measure_model(name: str, folder: Path, mode: dict, clock: Clock, params: dic
                     "bundle_bytes": manifest.get("browser_bundle", {}).get("bytes")}
     with ExitStack() as stack:
         clock.log(f"{name}: starting the cloud, the edge and two link emulators")
-        cloud, _ = stack.enter_context(cloud_process(models=folder))
-        cloud_link, _ = stack.enter_context(link_process(cloud, "edge-cloud"))
-        edge, _ = stack.enter_context(edge_process("--cloud-url", cloud_link, models=folder))
-        origin, control = stack.enter_context(link_process(edge, "wifi"))
+        origin, control, edge = stack.enter_context(emulated_tiers(folder))
         playwright = stack.enter_context(sync_playwright())
         result["startup"] = grid_startup.measure(playwright, edge, model.inputs, mode["startup_runs"].get(name, 1),
                                                  lambda m: clock.log(f"{name} start-up: {m}"))

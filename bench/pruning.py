@@ -39,7 +39,7 @@ from playwright.sync_api import Page, sync_playwright
 
 from bench.chromium import launch
 from bench.load import conv1_outputs, run_load
-from bench.servers import cloud_process, edge_process, link_process
+from bench.servers import edge_process, emulated_tiers
 from bench.throttle import slowed
 from edge_server.config import Settings
 from strata.plan import Plan
@@ -107,10 +107,7 @@ def measure(requests: int, budget: float | None) -> dict:
         raise SystemExit("models/manifest.json lists no pruned variants: run `strata prune` first")
     cells: dict[str, dict] = {}
     with ExitStack() as stack:
-        cloud, _ = stack.enter_context(cloud_process())
-        cloud_link, _ = stack.enter_context(link_process(cloud, "edge-cloud"))
-        edge, _ = stack.enter_context(edge_process("--cloud-url", cloud_link))
-        url, control = stack.enter_context(link_process(edge, "wifi"))
+        url, control, _ = stack.enter_context(emulated_tiers())
         playwright = stack.enter_context(sync_playwright())
         stack.enter_context(slowed(DEVICE_RATE))
         page = launch(playwright).new_page()

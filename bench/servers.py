@@ -93,3 +93,15 @@ def link_process(upstream: str, profile: str = "wifi") -> Iterator[tuple[str, st
     with _process("link", "/profile", "--listen-port", str(listen), "--upstream", target,
                   "--control-port", str(control), "--profile", profile, port=listen, ready_port=control) as (url, _):
         yield url, f"http://127.0.0.1:{control}"
+
+
+@contextmanager
+def emulated_tiers(models: Path | None = None) -> Iterator[tuple[str, str, str]]:
+    """The cloud behind an `edge-cloud` link emulator, the edge forwarding through it, and a
+    second emulator in front of the edge (starting at `wifi`), as the benchmarks use them.
+    Yields the URL the browser loads (through the emulator), its control API, and the
+    edge's own URL."""
+    with cloud_process(models=models) as (cloud, _), link_process(cloud, "edge-cloud") as (cloud_link, _), \
+            edge_process("--cloud-url", cloud_link, models=models) as (edge, _), \
+            link_process(edge, "wifi") as (url, control):
+        yield url, control, edge
