@@ -30,6 +30,7 @@ import strata
 from strata import device, wire
 from strata.codecs import CODECS, encode_tensor
 from strata.context import ContextTracker
+from strata.device_route import NUMPY, ORT, Segment
 from strata.executor import load_browser_model
 from strata.offload import RequestError, infer_frame, read_result
 from strata.plan import Plan, default_plan
@@ -160,8 +161,7 @@ class Runtime:
         self.replanner = Replanner()
         self.context = None  # ContextTracker, once the edge said HELLO
         self._hello = None  # the HELLO the context was last told about
-        self.devices = {"": DeviceBlocks(manifest, "/models/", self.first_float, fetch_bytes, ort_assets,
-                                         self._reporter(""))}
+        self.devices = {}  # variant -> DeviceBlocks, see device()
         self.conv1_ms, self.branch_ms = self._profile()
         self.macs_per_ms = matmul_speed()
         self.wake = asyncio.Event()  # set when a request took far longer than forecast
@@ -229,28 +229,45 @@ class Runtime:
         device_blocks = self.device(plan.variant)
         if not device_blocks.ort_requested and (plan.a > self.first_float or self._ort_could_pay()):
             asyncio.ensure_future(self._load_ort(device_blocks))
+        route = self.route(plan)
+        for segment in route:
+            if segment.executor == ORT:
+                device_blocks.join(segment.start, segment.stop)
         notify("plan", plan=plan.to_header(), auto=self.manual is None,
                predicted_ms=choice.latency_ms, energy_mj=choice.energy_mj, accuracy=choice.accuracy,
                meets_budget=choice.meets_budget, reason=choice.reason,
                changed=self.current_plan() != previous, context=self.context.describe(),
-               executors=[self._executor(k, plan.variant) for k in range(self.blocks)])
+               executors=self.executors(route))
+
+    def route(self, plan):
+        """How the device runs its blocks [0, a) of a plan (strata.device_route)."""
+        if self.context is not None and plan.variant in self.context.variants:
+            return self.context.route(plan.a, plan.branch, plan.variant)
+        return [Segment(NUMPY, 0, plan.a)] if plan.a else []
+
+    def executors(self, route):
+        """Per block, the executor the device runs it in under `route`, or None off the device."""
+        table = [None] * self.blocks
+        for segment in route:
+            table[segment.start:segment.stop] = [segment.executor] * (segment.stop - segment.start)
+        return table
 
     def device(self, variant):
         """The device's float blocks of a variant, created when a plan first names it."""
         if variant not in self.devices:
-            manifest, url = self.variants[variant]
-            self.devices[variant] = DeviceBlocks(manifest, url, self.first_float, fetch_bytes, self.ort_assets,
-                                                 self._reporter(variant))
+            manifest, url = (self.manifest, "/models/") if variant == "" else self.variants[variant]
+
+            def report(k, ms, executor):
+                if self.context is not None:
+                    self.context.on_block(k, ms, executor, variant)
+
+            def report_session(start, stop, ms):
+                if self.context is not None:
+                    self.context.on_session(start, stop, ms, variant)
+
+            self.devices[variant] = DeviceBlocks(manifest, variant, url, self.first_float, fetch_response,
+                                                 self.ort_assets, report, report_session)
         return self.devices[variant]
-
-    def _reporter(self, variant):
-        def report(k, ms, executor):
-            if self.context is not None:
-                self.context.on_block(k, ms, executor, variant)
-        return report
-
-    def _executor(self, k, variant=""):
-        return self.context.executor(k, variant) if self.context is not None else "numpy"
 
     def _ort_could_pay(self):
         """Would some plan run float blocks on the device if they ran ORT_SPEEDUP_PRIOR
@@ -258,13 +275,20 @@ class Runtime:
         costs = self.context.costs(runnable=self.blocks)
         hoped = [ms if k < self.first_float or ms is None else ms / ORT_SPEEDUP_PRIOR
                  for k, ms in enumerate(costs.device_ms)]
-        choice = best_plan(dataclasses.replace(costs, device_ms=hoped), self.context.context(), self.goal)
+        choice = best_plan(dataclasses.replace(costs, device_ms=hoped, device_run_ms=None, device_run_branch_ms=None),
+                           self.context.context(), self.goal)
         return choice.plan is not None and choice.plan.a > self.first_float
 
     async def _load_ort(self, device_blocks):
         notify("executor", state="loading")
         await device_blocks.load_ort()
         notify("executor", state="failed" if device_blocks.ort is None else "ready", detail=device_blocks.ort_error or "")
+        # Learn what one call into onnxruntime-web costs from the two cheapest blocks joined
+        # (the planner assumes nothing until then); replan() joins what the plan runs.
+        if device_blocks.ort is not None:
+            smallest = min(range(device_blocks.count - 1), key=lambda k: sum(
+                block["bytes"] for block in device_blocks.manifest["blocks"][k:k + 2]))
+            device_blocks.join(smallest, smallest + 2)
         self.replan()
 
     def _measure_compression(self, count=5):
@@ -294,11 +318,13 @@ class Runtime:
         forecast = self.forecast(plan)
         self.next_id += 1
         self.last_request_at = time.perf_counter()
-        pending = device.start(self.model, image, plan, self.next_id, self.blocks)
+        route = self.route(plan)
+        conv1 = not route or route[0].executor == NUMPY  # else conv1 runs with the blocks after it
+        pending = device.start(self.model, image, plan, self.next_id, self.blocks, conv1=conv1)
         if pending.blocks is not None:
-            device_blocks = self.device(plan.variant)
-            await device_blocks.ensure(plan.a)
-            x = await device_blocks.run(pending.features, *pending.blocks, lambda k: self._executor(k, plan.variant))
+            start = pending.blocks[0]
+            segments = [Segment(s.executor, max(s.start, start), s.stop) for s in route if s.stop > start]
+            x = await self.device(plan.variant).run(pending.block_input, segments)
             pending = device.after_blocks(pending, x, plan, self.next_id, self.blocks)
         if self.context is not None:
             self.context.on_device(pending.answer.timing if pending.answer else pending.timing)
@@ -324,10 +350,7 @@ class Runtime:
         """The edge failed us: the branch answers, or with no bundle, the device runs the rest."""
         if self.model is not None:
             return device.fall_back(self.model, pending, reason)
-        device_blocks = self.device(plan.variant)
-        await device_blocks.ensure(self.blocks)
-        logits = await device_blocks.run(pending.request.tensor, plan.a, self.blocks,
-                                         lambda k: self._executor(k, plan.variant))
+        logits = await self.device(plan.variant).run(pending.request.tensor, [Segment(ORT, plan.a, self.blocks)])
         return device.fall_back(None, pending, reason, logits)
 
     def _learn(self, answer, rtt):
@@ -424,11 +447,16 @@ def runtime_info():
     }
 
 
-async def fetch_bytes(url):
+async def fetch_response(url):
+    """(body, headers with lower-case names); RuntimeError on an HTTP error, with its text."""
     response = await pyfetch(url)
     if not response.ok:
-        raise RuntimeError(f"{url}: HTTP {response.status}")
-    return await response.bytes()
+        raise RuntimeError(f"{url}: HTTP {response.status}: {(await response.string())[:200]}")
+    return await response.bytes(), {name.lower(): value for name, value in response.headers.items()}
+
+
+async def fetch_bytes(url):
+    return (await fetch_response(url))[0]
 
 
 async def load_model(ws_url):
@@ -521,8 +549,10 @@ def explain():
             "cloud_link": None if context.cloud is None else vars(context.cloud),
             "device_slowdown": context.device_slowdown, "edge_slowdown": context.edge_slowdown,
             "variant": RUNTIME.current_plan().variant, "variants": RUNTIME.context.variants,
-            "executors": [RUNTIME._executor(k, RUNTIME.current_plan().variant) for k in range(RUNTIME.blocks)],
+            "executors": RUNTIME.executors(RUNTIME.route(RUNTIME.current_plan())),
             "device_block_ms": {str(k): v for k, v in RUNTIME.context.device_block_ms.get("", {}).items()},
+            "session_ms": RUNTIME.context.session.value,
+            "joined": [list(key) for key in RUNTIME.device(RUNTIME.current_plan().variant).joined],
             "ort": {"requested": RUNTIME.device("").ort_requested, "ready": RUNTIME.device("").ort is not None,
                     "error": RUNTIME.device("").ort_error},
             "choice": None if current is None else {"plan": current.plan.to_header() if current.plan else None,

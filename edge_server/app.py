@@ -6,6 +6,7 @@
     /ort/          build/web/ort/      onnxruntime-web (versioned path, immutable)
     /wheels/       build/web/wheels/   the strata wheel (revalidated)
     /models/       models/             manifest, browser bundle, samples (revalidated)
+    /joined/       edge_server/joined.py  device blocks joined into one graph, for onnxruntime-web
     /demo/link     the link emulator   demo mode only (edge_server/demo_link.py)
     /ws            WebSocket           strata.wire frames (edge_server/connection.py)
 
@@ -30,6 +31,7 @@ from edge_server.config import Settings
 from edge_server.connection import serve_connection
 from edge_server.demo_link import demo_routes
 from edge_server.isolation import CrossOriginIsolation
+from edge_server.joined import joined
 from edge_server.main_path import MainPath
 from edge_server.runtime import EdgeRuntime
 from edge_server.static import IMMUTABLE, REVALIDATE, StaticFiles
@@ -60,6 +62,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes = [
         WebSocketRoute("/ws", socket),
         Route("/assets.json", assets),
+        Route("/joined/{start:int}-{stop:int}.onnx", joined),
         *demo_routes(settings.link_control_url),
         Mount("/pyodide", StaticFiles(directory=settings.web_dir / "pyodide", cache_control=IMMUTABLE)),
         Mount("/ort", StaticFiles(directory=settings.web_dir / "ort", cache_control=IMMUTABLE)),

@@ -71,7 +71,7 @@ def _cpython_answers(plan: Plan, count: int) -> list[tuple[int, str]]:
     for i, image in enumerate(images):
         pending = device.start(model, image, plan, i, len(main_path))
         if pending.blocks is not None:
-            x = main_path.run(pending.features, *pending.blocks)
+            x = main_path.run(pending.block_input, *pending.blocks)
             pending = device.after_blocks(pending, x, plan, i, len(main_path))
         if pending.answer is not None:
             answers.append((pending.answer.label, "browser"))
@@ -113,6 +113,13 @@ def test_float_blocks_on_the_device_load_onnxruntime_web_and_agree(tiers: dict, 
     rows = _rows(page)
     assert [(int(r["label"]), r["tier"]) for r in rows] == _cpython_answers(plan, 20)
     assert any("/ort/1.30.0/ort-wasm-simd-threaded.wasm" in url for url in watched.requests)
+    # The plan's onnxruntime-web blocks run as one graph the edge joined, timed against
+    # the blocks alone: what one call costs is learned.
+    explained = page.evaluate("() => window.strata.callWorker('explain')")
+    onnx_web = [k for k, executor in enumerate(explained["executors"]) if executor == "ort"]
+    assert [onnx_web[0], onnx_web[-1] + 1] in explained["joined"], explained
+    assert explained["session_ms"] is not None
+    assert any("/joined/" in url for url in watched.requests)
     assert not watched.console_errors, watched.console_errors
 
 

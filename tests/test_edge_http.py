@@ -8,8 +8,13 @@ import json
 from urllib.parse import urlsplit
 
 import httpx
+import numpy as np
+import onnxruntime as ort
 import pytest
 
+from edge_server.config import REPO
+from edge_server.joined import DIGESTS_HEADER
+from edge_server.main_path import MainPath
 from edge_server.static import accepts_gzip
 
 WASM = "/pyodide/0.27.7/pyodide.asm.wasm"
@@ -99,3 +104,21 @@ def test_demo_link_control_is_off_unless_emulating(edge_url: str) -> None:
     assert httpx.get(edge_url + "/demo/link").json()["enabled"] is False
     refused = httpx.put(edge_url + "/demo/link/3g")
     assert refused.status_code == 404 and "--emulate" in refused.json()["error"]
+
+
+def test_joined_blocks_match_the_chain_and_name_their_block_files(edge_url: str) -> None:
+    main_path = MainPath(REPO / "models")
+    response = httpx.get(edge_url + "/joined/1-7.onnx")
+    assert response.status_code == 200, response.text
+    files = [block["file"] for block in main_path.blocks[1:7]]
+    assert response.headers[DIGESTS_HEADER].split(",") == [main_path.manifest["artifacts"][f] for f in files]
+    x = np.random.default_rng(0).standard_normal((2, *main_path.cut_shapes[1])).astype(np.float32)
+    session = ort.InferenceSession(response.content, providers=["CPUExecutionProvider"])
+    joined = session.run(None, {session.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(joined, main_path.run(x, 1, 7), atol=1e-5)
+    again = httpx.get(edge_url + "/joined/1-7.onnx", headers={"If-None-Match": response.headers["etag"]})
+    assert again.status_code == 304 and again.headers[DIGESTS_HEADER] == response.headers[DIGESTS_HEADER]
+    for bad, expected in [("/joined/3-3.onnx", "not a range"), ("/joined/0-99.onnx", "not a range"),
+                          ("/joined/1-7.onnx?variant=nope", "nope")]:
+        refused = httpx.get(edge_url + bad)
+        assert refused.status_code == 404 and expected in refused.text, bad

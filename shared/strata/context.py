@@ -9,7 +9,10 @@ the unpruned model ("") and for each pruned variant the worker was told of
 
 from __future__ import annotations
 
+import math
+
 from strata.codecs import CODECS, encoded_bytes
+from strata.device_route import NUMPY, ORT, Segment, best_route, session_cost
 from strata.planner import Context, Costs, Link
 from strata.probes import StepTracker, WindowedMedian
 
@@ -35,6 +38,7 @@ class ContextTracker:
         self.branch_recent = WindowedMedian(window=8)
         self.rtt = StepTracker(window=16)
         self.up, self.down = StepTracker(), StepTracker()
+        self.session = WindowedMedian(window=8)  # fixed cost of one onnxruntime-web call, at profile speed
         self.edge_queue = WindowedMedian(window=8)
         self.z_ratio: dict[int, dict[str, float]] = {}  # cut -> base codec -> compression ratio seen
         self.edge_up = True
@@ -62,16 +66,19 @@ class ContextTracker:
     def on_block(self, index: int, ms: float, executor: str = "numpy", variant: str = "") -> None:
         """A measured device time for a main-path block in one executor (replaces the
         MAC-based estimate), stored at profile speed so that the current slowdown applies
-        to it like to the rest."""
-        self.device_block_ms.setdefault(variant, {}).setdefault(index, {})[executor] = ms / self.device_slowdown
+        to it like to the rest. conv1 is the same in every variant: kept as the unpruned one's."""
+        self.device_block_ms.setdefault("" if index == 0 else variant, {}).setdefault(index, {})[executor] = (
+            ms / self.device_slowdown)
+
+    def on_session(self, start: int, stop: int, ms: float, variant: str = "") -> None:
+        """Blocks [start, stop) ran as one onnxruntime-web call in `ms` (timed after loading,
+        or a real request's): how much a call's fixed cost is, against the blocks alone."""
+        alone = [self._times(k, variant).get(ORT) for k in range(start, stop)]
+        if stop - start >= 2 and None not in alone:
+            self.session.add(session_cost(alone, ms / self.device_slowdown))
 
     def _times(self, index: int, variant: str) -> dict[str, float]:
         return self.device_block_ms.get("" if index == 0 else variant, {}).get(index, {})
-
-    def executor(self, index: int, variant: str = "") -> str:
-        """The executor measured fastest for a block ("numpy" until another is measured)."""
-        times = self._times(index, variant) or {"numpy": 0.0}
-        return min(times, key=times.get)
 
     def on_compression(self, cut: int, codec: str, raw_bytes: int, sent_bytes: int) -> None:
         base = codec.split("+")[0]
@@ -104,20 +111,48 @@ class ContextTracker:
         return max(recent / self.conv1_profile_ms, 0.1) if recent and self.conv1_profile_ms else 1.0
 
     def device_ms(self, runnable: int, variant: str = "") -> list[float | None]:
-        """Per-block device times now: conv1 as recently measured; other blocks as measured
-        in their fastest executor, or estimated (MACs over the matmul speed), at profile
-        time and scaled by the slowdown; None past the blocks this device can run."""
+        """Per-block device times now, each in its fastest executor; None past the blocks
+        this device can run."""
+        times = self._executor_ms(runnable, variant)
+        return [min(times[k].values()) if k < len(times) else None for k in range(len(self.manifests[variant]["blocks"]))]
+
+    def _executor_ms(self, runnable: int, variant: str) -> list[dict[str, float]]:
+        """Per block, its time now in each executor measured for it: conv1 as recently
+        measured, the others at profile time scaled by the slowdown; a block not measured
+        yet is estimated in numpy, from its MACs over the matmul speed."""
         slowdown = self.device_slowdown
         blocks = self.manifests[variant]["blocks"]
+        table = []
+        for k in range(min(runnable, len(blocks))):
+            times = {name: ms * slowdown for name, ms in self._times(k, variant).items()}
+            if k == 0 and NUMPY in times and self.conv1_recent.value is not None:
+                times[NUMPY] = self.conv1_recent.value
+            table.append(times or {NUMPY: blocks[k]["macs"] / self.macs_per_ms * slowdown})
+        return table
 
-        def profiled(k: int) -> float:
-            times = self._times(k, variant)
-            return min(times.values()) if times else blocks[k]["macs"] / self.macs_per_ms
+    def route(self, stop: int, branch: bool, variant: str = "") -> list[Segment]:
+        """How the device runs blocks [0, stop) now: conv1 in numpy if the branch runs
+        (it reads conv1's output), then the fastest route (strata.device_route)."""
+        _, segments = self._run(self._executor_ms(stop, variant), stop, branch)
+        return segments
 
-        return [None if k >= runnable else
-                (self.conv1_recent.value if k == 0 and self.conv1_recent.value is not None else
-                 profiled(k) * (slowdown if k else 1.0))
-                for k in range(len(blocks))]
+    def _run(self, times: list[dict[str, float]], stop: int, branch: bool) -> tuple[float, list[Segment]]:
+        session = (self.session.value or 0.0) * self.device_slowdown
+        if not branch:
+            return best_route(times, 0, stop, session)
+        conv1 = times[0].get(NUMPY, math.inf) if times else math.inf
+        ms, segments = best_route(times, 1, stop, session)
+        return conv1 + ms, [Segment(NUMPY, 0, 1), *segments]
+
+    def device_run_ms(self, runnable: int, variant: str = "", branch: bool = False) -> list[float | None]:
+        """The device's time for blocks [0, a), a = 0..N, as route() would run them; None
+        past the blocks this device can run (or, with the branch, without a bundle)."""
+        times = self._executor_ms(runnable, variant)
+        if branch and self.branch_ms is None:
+            return [None] * (len(self.manifests[variant]["blocks"]) + 1)
+        runs = [self._run(times, a, branch)[0] if a <= len(times) else math.inf
+                for a in range(len(self.manifests[variant]["blocks"]) + 1)]
+        return [None if math.isinf(ms) else ms for ms in runs]
 
     def cut_bytes(self, variant: str = "") -> dict[str, list[int]]:
         blocks = self.manifests[variant]["blocks"]
@@ -135,6 +170,8 @@ class ContextTracker:
         edge_ms = served["edge_block_ms"]
         return Costs(
             device_ms=self.device_ms(runnable, variant), edge_ms=edge_ms,
+            device_run_ms=self.device_run_ms(runnable, variant),
+            device_run_branch_ms=self.device_run_ms(runnable, variant, branch=True),
             cloud_ms=served.get("cloud_block_ms") or edge_ms,
             cut_bytes=self.cut_bytes(variant),
             branch_ms=None if self.branch_ms is None else self.branch_recent.value or self.branch_ms * self.device_slowdown,

@@ -3,7 +3,7 @@ clients (evaluation, load generator, tests) drive the very same steps.
 
     start()    conv1 and, if the plan says so, the branch; a final answer (the branch
                is confident), the INFER request to send, or the tensor for the device's
-               further blocks [1, a)
+               further blocks [1, a) (or [0, a), when conv1 runs with them instead)
     after_blocks()  those blocks ran (in whichever executor the worker chose, which may
                be asynchronous): the answer if a = N, else the INFER request
     finish()   turn the edge's RESULT into an answer, with the full timing breakdown
@@ -49,7 +49,8 @@ class Pending:
     features: np.ndarray | None  # conv1's output, when the device ran conv1
     started: float  # perf_counter() at start, in seconds
     timing: dict = field(default_factory=dict)  # device-side stages measured so far
-    blocks: tuple[int, int] | None = None  # (1, a), or (0, a) with no bundle: the device runs these next, on `features`
+    blocks: tuple[int, int] | None = None  # (1, a) or (0, a): the device runs these next, on `block_input`
+    block_input: np.ndarray | None = None  # conv1's output, or the model's input if block 0 is among them
 
 
 def _answer(logits: np.ndarray, tier: str, timing: dict, fallback: str | None = None, exited: bool = False) -> Answer:
@@ -58,27 +59,31 @@ def _answer(logits: np.ndarray, tier: str, timing: dict, fallback: str | None = 
     return Answer(label, float(probs[label]), tier, timing, fallback, exited)
 
 
-def start(model: BrowserModel | None, image: np.ndarray, plan: Plan, request_id: int, blocks: int) -> Pending:
+def start(model: BrowserModel | None, image: np.ndarray, plan: Plan, request_id: int, blocks: int,
+          conv1: bool = True) -> Pending:
     """Run conv1 and the branch of the plan on one image (batch of 1).
 
     With a > 1 the result asks for the device's float blocks [1, a) next; the caller
-    runs them and hands their output to after_blocks(). A model made by `strata split`
-    has no browser bundle (model is None): `image` is already its input tensor, and
-    every block the device runs, from block 0, is one of those float blocks.
+    runs them and hands their output to after_blocks(). `conv1=False` (no branch) leaves
+    conv1 to them too: they are [0, a), from the normalized input. A model made by
+    `strata split` has no browser bundle (model is None): `image` is already its input
+    tensor, and every block the device runs, from block 0, is one of those float blocks.
     """
     begin = time.perf_counter()
     timing: dict = {}
     logits = features = None
     if model is None:
         x = np.asarray(image, np.float32)[None]
-        pending = Pending(None, None, None, x, x, begin, timing)
+        pending = Pending(None, None, None, x, None, begin, timing)
         if plan.a > 0:
-            pending.blocks = (0, plan.a)
+            pending.blocks, pending.block_input = (0, plan.a), x
             return pending
         return _onward(pending, x, plan, request_id, blocks)
     batch = image[None] if image.ndim == 2 else image
-    if plan.a == 0:
+    if plan.a == 0 or not (conv1 or plan.branch):
         x = prepare(batch, model.mean, model.std)
+        if plan.a > 0:
+            return Pending(None, None, None, batch, None, begin, timing, blocks=(0, plan.a), block_input=x)
     else:
         features = x = model.conv1(batch)
         timing["conv1_ms"] = (time.perf_counter() - begin) * 1000
@@ -91,7 +96,7 @@ def start(model: BrowserModel | None, image: np.ndarray, plan: Plan, request_id:
                                batch, features, begin)
     pending = Pending(None, None, logits, batch, features, begin, timing)
     if plan.a > 1:
-        pending.blocks = (1, plan.a)
+        pending.blocks, pending.block_input = (1, plan.a), features
         return pending
     return _onward(pending, x, plan, request_id, blocks)
 
@@ -100,7 +105,7 @@ def after_blocks(pending: Pending, x: np.ndarray, plan: Plan, request_id: int, b
     """The device's further blocks produced `x`: answer here (a = N) or ask the edge."""
     pending.timing["blocks_ms"] = (time.perf_counter() - pending.started) * 1000 - sum(
         pending.timing.get(k, 0.0) for k in ("conv1_ms", "branch_ms"))
-    pending.blocks = None
+    pending.blocks = pending.block_input = None
     return _onward(pending, x, plan, request_id, blocks)
 
 

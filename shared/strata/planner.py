@@ -81,6 +81,12 @@ class Costs:
     accuracy: float = 1.0  # main path alone
     branch_accuracy: float = 1.0  # the system with the branch and its exit rule
     codec_loss: dict[str, float] = field(default_factory=dict)  # accuracy lost per codec
+    # The device's time for blocks [0, a), a = 0..N, as it runs them (strata.device_route:
+    # onnxruntime-web blocks joined into one call), None where it cannot; without the
+    # branch, and with it (conv1 then in numpy, as the branch reads its output). None:
+    # the running sum of device_ms.
+    device_run_ms: list[float | None] | None = None
+    device_run_branch_ms: list[float | None] | None = None
 
     @property
     def blocks(self) -> int:
@@ -156,8 +162,11 @@ def _remote(costs: Costs, context: Context) -> tuple[np.ndarray, np.ndarray]:
     return best_b, tail[best_b] - edge_prefix
 
 
-def _device_prefix(costs: Costs, context: Context) -> np.ndarray:
+def _device_prefix(costs: Costs, context: Context, branch: bool) -> np.ndarray:
     """Device time of blocks [0, a) for each a; NaN from the first block it cannot run."""
+    run = costs.device_run_branch_ms if branch else costs.device_run_ms
+    if run is not None:
+        return np.array([np.nan if ms is None else ms for ms in run], np.float64) * context.device_slowdown
     times = np.array([np.nan if ms is None else ms for ms in costs.device_ms], np.float64)
     return np.concatenate(([0.0], np.cumsum(times))) * context.device_slowdown
 
@@ -221,10 +230,10 @@ def plan(costs: Costs, context: Context, goal: Goal) -> Choice:
     Scores every (branch, codec) pair for all a at once, each a with its best b.
     """
     n = costs.blocks
-    device = _device_prefix(costs, context)
     best_b, remote_ms = _remote(costs, context) if context.edge else (np.full(n + 1, n), np.zeros(n + 1))
     best, best_key = None, None
     for branch in ((False, True) if costs.branch_ms is not None else (False,)):
+        device = _device_prefix(costs, context, branch)
         allowed = _allowed(costs, context, goal, device, branch)
         if not allowed.any():
             continue
@@ -295,7 +304,7 @@ def plan_variants(variants: Mapping[str, Costs], context: Context, goal: Goal) -
 def evaluate(current: Plan, costs: Costs, context: Context, goal: Goal) -> Choice | None:
     """Predictions for a given plan under a new context; None if it is no longer feasible."""
     n = costs.blocks
-    device = _device_prefix(costs, context)
+    device = _device_prefix(costs, context, current.branch)
     if current.b > n or not _allowed(costs, context, goal, device, current.branch)[current.a]:
         return None
     if current.b < n and context.cloud is None:

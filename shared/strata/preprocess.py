@@ -39,8 +39,9 @@ def to_unit_images(images: np.ndarray) -> np.ndarray:
     if unit.ndim != 3 or unit.shape[1:] not in ((RAW_SIZE, RAW_SIZE), (SIZE, SIZE)) or not len(unit):
         raise InputError(f"expected {EXPECTED}; got shape {images.shape}")
     margin = (SIZE - unit.shape[1]) // 2
-    padded = np.pad(unit, ((0, 0), (margin, margin), (margin, margin)))
-    return padded[:, None].astype(np.float32, copy=False)
+    padded = np.zeros((len(unit), 1, SIZE, SIZE), np.float32)  # not np.pad: 10x slower in Pyodide
+    padded[:, 0, margin:SIZE - margin, margin:SIZE - margin] = unit
+    return padded
 
 
 def prepare(images: np.ndarray, mean: float, std: float) -> np.ndarray:

@@ -1,6 +1,7 @@
 """The worker's context tracker. Runs in CPython (pytest) and inside Pyodide."""
 
 from strata.context import FRAME_OVERHEAD, ContextTracker
+from strata.device_route import NUMPY, ORT, Segment
 from strata.planner import Goal, plan
 
 MANIFEST = {
@@ -32,13 +33,32 @@ def test_device_times_scale_by_macs_until_measured():
 
 def test_each_block_counts_in_its_fastest_measured_executor():
     context = tracker()
-    assert context.executor(1) == "numpy"
+    assert context.route(3, branch=False) == [Segment(NUMPY, 0, 3)]
     context.on_block(1, 12.0)
-    context.on_block(1, 1.5, "ort")
+    context.on_block(1, 1.5, ORT)
     context.on_block(2, 3.0)
-    context.on_block(2, 4.0, "ort")
+    context.on_block(2, 4.0, ORT)
     assert context.device_ms(runnable=3)[1:] == [1.5, 3.0]
-    assert (context.executor(1), context.executor(2)) == ("ort", "numpy")
+    # conv1 has no onnxruntime-web time: numpy, then the rest in one call (numpy after
+    # onnxruntime-web never pays, so block 2 goes along)
+    assert context.route(3, branch=False) == [Segment(NUMPY, 0, 1), Segment(ORT, 1, 3)]
+    assert context.device_run_ms(runnable=3) == [0.0, 2.0, 3.5, 7.5]
+
+
+def test_joined_sessions_teach_the_fixed_cost_of_a_call():
+    context = tracker()
+    for k, ms in enumerate([0.6, 1.0, 0.5]):
+        context.on_block(k, ms, ORT)
+    context.on_session(0, 3, 1.3)  # three calls' worth of work in one: 2.1 - 1.3 = 2 x 0.4
+    assert abs(context.session.value - 0.4) < 1e-9
+    route = context.route(3, branch=False)
+    assert route == [Segment(ORT, 0, 3)]  # joined, conv1 too: 1.3 ms, against 2.0 + 1.5 with numpy's conv1
+    assert abs(context.device_run_ms(runnable=3)[3] - 1.3) < 1e-9
+    # The branch reads conv1's output, so conv1 stays in numpy with it: 2.0 + (1.5 - 0.4)
+    assert context.route(3, branch=True) == [Segment(NUMPY, 0, 1), Segment(ORT, 1, 3)]
+    assert abs(context.device_run_ms(runnable=3, branch=True)[3] - 3.1) < 1e-9
+    costs = context.costs(runnable=3)
+    assert plan(costs, context.context(), Goal("latency")).plan.a == 3
 
 
 def test_cut_bytes_follow_codecs_and_learned_compression():
@@ -84,7 +104,7 @@ def test_variants_are_planned_while_the_edge_serves_them():
     assert list(costs) == ["", "p50"]
     assert costs["p50"].device_ms == [2.0, 4.0, 320 / 300_000] and costs["p50"].accuracy == 0.925
     assert costs["p50"].cut_bytes["f32"][2] == 32 * 8 * 8 * 4 + FRAME_OVERHEAD
-    context.on_block(1, 1.0, "ort", variant="p50")
-    assert context.executor(1, "p50") == "ort" and context.executor(1) == "numpy"
+    context.on_block(1, 1.0, ORT, variant="p50")
+    assert context.route(2, False, "p50")[-1] == Segment(ORT, 1, 2) and context.route(2, False) == [Segment(NUMPY, 0, 2)]
     context.on_edge({"refused_variants": {"p50": "variant 'p50' refused: block1.onnx is missing"}})
     assert list(context.all_costs(runnable=3)) == [""]
