@@ -246,16 +246,24 @@ class Device:
 
     def _fixed(self, page: StrataPage, p: dict, link: str = "any link") -> dict:
         page.set_plan(p)
+        self._wait_for_route(page)
+        page.classify(0)  # a first request may fetch and check block files: not what is measured
         records = run(lambda i: from_strata(page.classify(i)), self.config.fixed, self.samples)
         return self._done(f"{plan_key(p)} ({link})", records)
 
     def _adaptive(self, page: StrataPage, link: str, switched: float) -> dict:
         page.set_plan(None)
         time.sleep(max(1.0, self.config.settle_s - (time.monotonic() - switched)))
+        self._wait_for_route(page)
         records = run(lambda i: from_strata(page.classify(i)), self.config.adaptive, self.samples)
         summary = self._done(f"adaptive ({link})", records)
         summary["records"] = records
         return summary
+
+    def _wait_for_route(self, page: StrataPage) -> None:
+        if not page.wait_for_route():
+            self.log(f"the plan's joined graph is still not ready: measuring with one call per block "
+                     f"({page.call('explain').get('join_errors')})")
 
     def _done(self, label: str, records: list[dict]) -> dict:
         summary = summarize(records)

@@ -44,5 +44,16 @@ class StrataPage:
                 return ort
             time.sleep(0.25)
 
+    def wait_for_route(self, timeout_s: float = 120) -> bool:
+        """Wait until the current plan's onnxruntime-web stretch runs as one joined graph
+        (or joining failed), as it will from then on; False if time ran out."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            state = self.call("explain")
+            if not state.get("ready") or state.get("route_ready"):
+                return True
+            time.sleep(0.2)
+        return False
+
     def close(self) -> None:
         self.page.close()

@@ -127,6 +127,12 @@ class DeviceBlocks:
             return
         self._joining[key] = asyncio.ensure_future(self._join(start, stop))
 
+    def joined_for(self, segments):
+        """Whether each onnxruntime-web segment of two blocks or more has its joined graph
+        (or failed to get one, for good): until then, runs take one call per block."""
+        return all((s.start, s.stop) in self.joined or (s.start, s.stop) in self.join_errors
+                   for s in segments if s.executor == ORT and s.stop - s.start >= 2)
+
     async def _join(self, start, stop):
         url = f"/joined/{start}-{stop}.onnx" + (f"?variant={self.variant}" if self.variant else "")
         try:

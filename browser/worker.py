@@ -543,16 +543,20 @@ def explain():
     costs = RUNTIME.context.costs(runnable=RUNTIME.blocks)
     context = RUNTIME.context.context()
     current = RUNTIME.replanner.current
+    plan = RUNTIME.current_plan()
+    device_blocks = RUNTIME.device(plan.variant)
     return {"ready": True, "device_ms": costs.device_ms, "edge_ms": costs.edge_ms, "cloud_ms": costs.cloud_ms,
             "branch_ms": costs.branch_ms, "exit_rate": costs.exit_rate,
             "edge_link": None if context.edge is None else vars(context.edge),
             "cloud_link": None if context.cloud is None else vars(context.cloud),
             "device_slowdown": context.device_slowdown, "edge_slowdown": context.edge_slowdown,
-            "variant": RUNTIME.current_plan().variant, "variants": RUNTIME.context.variants,
-            "executors": RUNTIME.executors(RUNTIME.route(RUNTIME.current_plan())),
+            "variant": plan.variant, "variants": RUNTIME.context.variants,
+            "executors": RUNTIME.executors(RUNTIME.route(plan)),
             "device_block_ms": {str(k): v for k, v in RUNTIME.context.device_block_ms.get("", {}).items()},
             "session_ms": RUNTIME.context.session.value,
-            "joined": [list(key) for key in RUNTIME.device(RUNTIME.current_plan().variant).joined],
+            "joined": [list(key) for key in device_blocks.joined],
+            "join_errors": {f"{start}-{stop}": why for (start, stop), why in device_blocks.join_errors.items()},
+            "route_ready": device_blocks.joined_for(RUNTIME.route(plan)),
             "ort": {"requested": RUNTIME.device("").ort_requested, "ready": RUNTIME.device("").ort is not None,
                     "error": RUNTIME.device("").ort_error},
             "choice": None if current is None else {"plan": current.plan.to_header() if current.plan else None,

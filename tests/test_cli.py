@@ -30,3 +30,12 @@ def test_each_command_has_help(command: str) -> None:
 def test_serve_help_names_the_safe_default_address() -> None:
     text = _help("serve")
     assert "127.0.0.1" in text and "--host" in text and "--port" in text
+
+
+@pytest.mark.parametrize("command", ["train", "export", "prune", "evaluate"])
+def test_a_missing_data_set_is_an_error_that_says_what_to_install(command: str, tmp_path) -> None:
+    done = subprocess.run([sys.executable, "-m", "strata.cli", command, "--data", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stderr.startswith("error: ") and "apt-get install -y dataset-fashion-mnist" in done.stderr
+    assert "Traceback" not in done.stderr

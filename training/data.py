@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from strata.cli import CommandError
 
 DATASET_DIR = Path("/usr/share/datasets/fashion-mnist")
 INSTALL_HINT = (
@@ -23,7 +24,7 @@ VALIDATION_SIZE = 5000
 SPLIT_SEED = 0
 
 
-class DatasetMissing(FileNotFoundError):
+class DatasetMissing(CommandError, FileNotFoundError):
     """The IDX files are not where we looked."""
 
 

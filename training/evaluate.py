@@ -38,8 +38,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             images, labels = load_raw("t10k", args.data)
         except DatasetMissing as error:
-            print(f"error: {error} Or pass --samples to use the shipped samples.")
-            return 2
+            raise DatasetMissing(f"{error} Or pass --samples to use the shipped samples.") from None
     start = time.perf_counter()
     report = evaluate(args.models, images, labels)
     report["seconds"] = round(time.perf_counter() - start, 1)

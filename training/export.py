@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data import DATASET_DIR, DatasetMissing
+from training.data import DATASET_DIR
 from training.train import DEFAULT_OUT
 
 SUMMARY = "export ONNX blocks, the browser bundle and the manifest to models/"
@@ -46,11 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.checkpoint.is_file():
         print(f"error: no checkpoint at {args.checkpoint}: run `strata train` first")
         return 2
-    try:
-        splits = load_splits(args.data)
-    except DatasetMissing as error:
-        print(f"error: {error}")
-        return 2
+    splits = load_splits(args.data)  # DatasetMissing: `strata` says what to install
     start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     manifest = export(torch.load(args.checkpoint, weights_only=False), splits, args.out)

@@ -34,7 +34,7 @@ from strata.bundle import sha256
 
 from training.calibrate import curve
 from training.card import model_card
-from training.data import DATASET_DIR, DatasetMissing, Splits
+from training.data import DATASET_DIR, Splits
 from training.export import (
     MODELS_DIR,
     artifact_entries,
@@ -99,11 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"error: {problem}")
         return 2
-    try:
-        splits = load_splits(args.data)
-    except DatasetMissing as error:
-        print(f"error: {error}")
-        return 2
+    splits = load_splits(args.data)  # DatasetMissing: `strata` says what to install
     if args.quick:
         n_train, n_val, n_test = QUICK_SIZES
         splits = Splits(splits.train_x[:n_train], splits.train_y[:n_train], splits.val_x[:n_val],

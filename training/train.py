@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from strata.preprocess import prepare, to_unit_images
-from training.data import DATASET_DIR, DatasetMissing, Splits, load_splits
+from training.data import DATASET_DIR, Splits, load_splits
 
 SUMMARY = "train the main path and the binary branch (needs the train extra: torch)"
 STRATEGIES = ("joint", "two-stage")
@@ -53,11 +53,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    try:
-        splits = load_splits(args.data)
-    except DatasetMissing as error:
-        print(f"error: {error}")
-        return 2
+    splits = load_splits(args.data)  # DatasetMissing: `strata` says what to install
     if args.quick:
         n_train, n_val = QUICK_SIZES
         splits = Splits(splits.train_x[:n_train], splits.train_y[:n_train],

@@ -11,6 +11,11 @@ import argparse
 import importlib
 import sys
 
+class CommandError(Exception):
+    """Something the person running the command can fix (a missing file, a package to
+    install): printed as `error: <message>` with exit status 2, without a traceback."""
+
+
 COMMANDS: dict[str, str] = {
     "provision": "edge_server.provision",
     "serve": "edge_server.serve",
@@ -49,9 +54,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
+    except CommandError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m strata.cli` runs a second copy of this module as __main__; the commands
+    # raise strata.cli.CommandError, so run the main() that catches that class.
+    from strata.cli import main as imported_main
+
+    sys.exit(imported_main())
