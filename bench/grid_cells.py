@@ -59,6 +59,11 @@ class Config:
     fixed: Budget = Budget(1.5, 3, 12)
     adaptive: Budget = Budget(4.0, 6, 20)
     settle_s: float = 4.0  # from a link change to the adaptive run: the probes need a few rounds
+    # Idle time between two requests, for every strategy: a device classifying frames as
+    # they come rather than flat out. Under bench/throttle.py it also keeps one request's
+    # CPU debt (its worker's bookkeeping after the timed part) from being paid inside the
+    # next request's time.
+    gap_s: float = 0.03
     search: bool = True  # look for the oracle beyond the named strategies
 
 
@@ -117,11 +122,13 @@ def floor_ms(model: Model, p: dict, link: str, device_ms: list[float]) -> float:
     return bound
 
 
-def run(classify: Callable[[int], dict], budget: Budget, samples: int) -> list[dict]:
-    """Requests on samples 0, 1, 2, ... (round the `samples` shipped): as many as the budget
-    allows at the first one's speed."""
+def run(classify: Callable[[int], dict], budget: Budget, samples: int, gap_s: float) -> list[dict]:
+    """Requests on samples 0, 1, 2, ... (round the `samples` shipped), `gap_s` apart: as
+    many as the budget allows at the first one's speed."""
     records = [classify(0)]
-    records += [classify(i % samples) for i in range(1, budget.count(records[0]["ms"]))]
+    for i in range(1, budget.count(records[0]["ms"])):
+        time.sleep(gap_s)
+        records.append(classify(i % samples))
     return records
 
 
@@ -167,7 +174,7 @@ class Device:
             page = ort_baseline.open_page(context, self.origin, inputs)
             labels = inputs.labels
             records = run(lambda i: from_ort(ort_baseline.classify(page, i), int(labels[i])),
-                          self.config.fixed, self.samples)
+                          self.config.fixed, self.samples, self.config.gap_s)
             self.baselines[ORT_WEB] = self._done(ORT_WEB, records)
         finally:
             context.close()
@@ -181,7 +188,7 @@ class Device:
             page.set_plan(all_browser(self.model))
             page.wait_for_ort()
             page.classify(0)  # the first request fetches and verifies the blocks: not what is measured
-            records = run(lambda i: from_strata(page.classify(i)), self.config.fixed, self.samples)
+            records = run(lambda i: from_strata(page.classify(i)), self.config.fixed, self.samples, self.config.gap_s)
             self.baselines[NUMPY] = self._done(NUMPY, records)
         finally:
             context.close()
@@ -248,14 +255,14 @@ class Device:
         page.set_plan(p)
         self._wait_for_route(page)
         page.classify(0)  # a first request may fetch and check block files: not what is measured
-        records = run(lambda i: from_strata(page.classify(i)), self.config.fixed, self.samples)
+        records = run(lambda i: from_strata(page.classify(i)), self.config.fixed, self.samples, self.config.gap_s)
         return self._done(f"{plan_key(p)} ({link})", records)
 
     def _adaptive(self, page: StrataPage, link: str, switched: float) -> dict:
         page.set_plan(None)
         time.sleep(max(1.0, self.config.settle_s - (time.monotonic() - switched)))
         self._wait_for_route(page)
-        records = run(lambda i: from_strata(page.classify(i)), self.config.adaptive, self.samples)
+        records = run(lambda i: from_strata(page.classify(i)), self.config.adaptive, self.samples, self.config.gap_s)
         summary = self._done(f"adaptive ({link})", records)
         summary["records"] = records
         return summary

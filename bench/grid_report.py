@@ -96,8 +96,9 @@ def _mb(n: float) -> str:
 def markdown(results: dict, goals: dict) -> str:
     names = results["strategies"]
     lines = [f"# The grid ({results['mode']} run, {results['wall_s'] / 60:.1f} min)", "",
-             ("Median (p95) end-to-end latency in ms per strategy; ratio = Strata adaptive / the fastest "
-             "other strategy in the cell (target <= 1.1). Devices: this machine's CPU (1x) and 4x / 6x "
+             ("Median (p95) end-to-end latency in ms per strategy, timed in the page from the call to the "
+             "answer (the worker's bridge included, for every strategy alike), requests 30 ms apart; "
+             "ratio = Strata adaptive / the fastest other strategy in the cell (target <= 1.1). Devices: this machine's CPU (1x) and 4x / 6x "
              "slower (bench/throttle.py). n/a: the strategy cannot run that model (numpy needs our "
              "model's op list)."), ""]
     by_cell = {(c["model"], c["device"], c["link"]): c for c in goals["per_cell"]}

@@ -65,5 +65,10 @@ def open_page(context: BrowserContext, origin: str, inputs: Inputs, timeout_s: f
 
 
 def classify(page: Page, index: int) -> dict:
-    """One sample through the full model: {ms, label}."""
-    return page.evaluate("i => window.ortBench.run(i)", index)
+    """One sample through the full model: {ms (in the worker), label, page_ms (in the page,
+    from the call to the answer, as Strata's page is timed)}."""
+    return page.evaluate("""async (index) => {
+      const begin = performance.now();
+      const result = await window.ortBench.run(index);
+      return { ...result, page_ms: performance.now() - begin };
+    }""", index)

@@ -167,6 +167,7 @@ class Runtime:
         self.wake = asyncio.Event()  # set when a request took far longer than forecast
         self.last_request_at = 0.0  # perf_counter() of the last classify
         self.probe_period_s = PROBE_PERIOD_S  # probes stay within 5 % of the link whatever the period
+        self._planned = {}  # plan -> (route, forecast), made at the last re-plan: not per request
 
     async def load_variants(self):
         """The pruned variants' manifests (small; their blocks load only if a plan runs them
@@ -219,6 +220,7 @@ class Runtime:
         return default_plan(self.blocks, bundle=self.model is not None)
 
     def replan(self):
+        self._planned.clear()
         if self.context is None:
             return
         previous = self.current_plan()
@@ -306,19 +308,23 @@ class Runtime:
                     self.context.on_compression(cut, codec, raw, len(encode_tensor(x, codec)[1]))
 
     # -- one image -----------------------------------------------------------------------
-    def forecast(self, plan):
-        """The planner's predictions for a plan under the current context, or None."""
-        if self.context is None or plan.variant not in self.context.variants:
-            return None
-        return evaluate(plan, self.context.costs(self.blocks, plan.variant), self.context.context(), self.goal)
+    def planned(self, plan):
+        """The device's route for a plan and the planner's predictions for it (None without
+        a context), as of the last re-plan: a request pays for neither."""
+        if plan not in self._planned:
+            forecast = None
+            if self.context is not None and plan.variant in self.context.variants:
+                forecast = evaluate(plan, self.context.costs(self.blocks, plan.variant), self.context.context(),
+                                    self.goal)
+            self._planned[plan] = self.route(plan), forecast
+        return self._planned[plan]
 
     async def classify(self, image):
         """One image through the current plan: (answer, plan, the forecast made beforehand)."""
         plan = self.current_plan()
-        forecast = self.forecast(plan)
+        route, forecast = self.planned(plan)
         self.next_id += 1
         self.last_request_at = time.perf_counter()
-        route = self.route(plan)
         conv1 = not route or route[0].executor == NUMPY  # else conv1 runs with the blocks after it
         pending = device.start(self.model, image, plan, self.next_id, self.blocks, conv1=conv1)
         if pending.blocks is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from strata.codecs import CODECS, encoded_bytes
-from strata.device_route import NUMPY, ORT, Segment, best_route, session_cost
+from strata.device_route import NUMPY, ORT, Segment, best_route, run_times, session_cost
 from strata.planner import Context, Costs, Link
 from strata.probes import StepTracker, WindowedMedian
 
@@ -41,6 +41,7 @@ class ContextTracker:
         self.session = WindowedMedian(window=8)  # fixed cost of one onnxruntime-web call, at profile speed
         self.edge_queue = WindowedMedian(window=8)
         self.z_ratio: dict[int, dict[str, float]] = {}  # cut -> base codec -> compression ratio seen
+        self._cut_bytes: dict[str, dict[str, list[int]]] = {}  # variant -> cut_bytes(), until z_ratio changes
         self.edge_up = True
 
     # -- what the worker reports ------------------------------------------------------
@@ -62,6 +63,7 @@ class ContextTracker:
     def add_variant(self, name: str, manifest: dict) -> None:
         """A pruned variant's manifest; it is planned for while the edge serves it."""
         self.manifests[name] = manifest
+        self._cut_bytes.pop(name, None)
 
     def on_block(self, index: int, ms: float, executor: str = "numpy", variant: str = "") -> None:
         """A measured device time for a main-path block in one executor (replaces the
@@ -84,6 +86,7 @@ class ContextTracker:
         base = codec.split("+")[0]
         if codec.endswith("+z") and sent_bytes > 0:
             self.z_ratio.setdefault(cut, {})[base] = raw_bytes / sent_bytes
+            self._cut_bytes.clear()
 
     def on_edge(self, report: dict) -> None:
         """What the edge says in a PONG or a RESULT: its queue, its link to the cloud, and
@@ -148,13 +151,26 @@ class ContextTracker:
         """The device's time for blocks [0, a), a = 0..N, as route() would run them; None
         past the blocks this device can run (or, with the branch, without a bundle)."""
         times = self._executor_ms(runnable, variant)
-        if branch and self.branch_ms is None:
-            return [None] * (len(self.manifests[variant]["blocks"]) + 1)
-        runs = [self._run(times, a, branch)[0] if a <= len(times) else math.inf
-                for a in range(len(self.manifests[variant]["blocks"]) + 1)]
+        count = len(self.manifests[variant]["blocks"]) + 1
+        session = (self.session.value or 0.0) * self.device_slowdown
+        if not branch:
+            runs = run_times(times, 0, session)
+        elif self.branch_ms is None or not times:
+            runs = []
+        else:
+            conv1 = times[0].get(NUMPY, math.inf)
+            runs = [math.inf] + [conv1 + ms for ms in run_times(times, 1, session)]
+        runs += [math.inf] * (count - len(runs))
         return [None if math.isinf(ms) else ms for ms in runs]
 
     def cut_bytes(self, variant: str = "") -> dict[str, list[int]]:
+        """Bytes per sample at each cut, per codec (computed once per compression update:
+        the planner asks at every request and re-plan)."""
+        if variant not in self._cut_bytes:
+            self._cut_bytes[variant] = self._count_cut_bytes(variant)
+        return self._cut_bytes[variant]
+
+    def _count_cut_bytes(self, variant: str) -> dict[str, list[int]]:
         blocks = self.manifests[variant]["blocks"]
         shapes = [block["input_shape"] for block in blocks] + [blocks[-1]["output_shape"]]
         table = {}

@@ -48,6 +48,27 @@ def best_route(times: Sequence[Mapping[str, float]], start: int, stop: int,
     return best
 
 
+def run_times(times: Sequence[Mapping[str, float]], start: int, session_ms: float = 0.0) -> list[float]:
+    """best_route's time over [start, stop) for every stop from start to len(times), in
+    one O(N^2) pass (the planner asks for all of them at every re-plan)."""
+    n = len(times)
+    best = [math.inf] * (n - start + 1)
+    numpy_ms = 0.0
+    for j in range(start, n + 1):  # numpy for [start, j), then onnxruntime-web for [j, stop)
+        if math.isinf(numpy_ms):
+            break
+        best[j - start] = min(best[j - start], numpy_ms)
+        joined = 0.0
+        for stop in range(j + 1, n + 1):
+            joined += times[stop - 1].get(ORT, math.inf)
+            if math.isinf(joined):
+                break
+            best[stop - start] = min(best[stop - start], numpy_ms + joined - (stop - j - 1) * session_ms)
+        if j < n:
+            numpy_ms += times[j].get(NUMPY, math.inf)
+    return best
+
+
 def _joined_ms(times: Sequence[Mapping[str, float]], start: int, stop: int, session_ms: float) -> float:
     """Blocks [start, stop) in one onnxruntime-web session: one fixed cost, plus each
     block's time without its own."""

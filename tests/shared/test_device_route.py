@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from strata.device_route import NUMPY, ORT, Segment, best_route, session_cost
+from strata.device_route import NUMPY, ORT, Segment, best_route, run_times, session_cost
 
 
 def test_numpy_alone_until_onnxruntime_web_is_timed():
@@ -33,3 +33,13 @@ def test_session_cost_from_blocks_alone_and_joined():
     assert session_cost([1.0, 1.0], 5.0) == -1.0  # joined slower than apart: a negative cost, bounded
     with pytest.raises(ValueError, match="at least two blocks"):
         session_cost([1.0], 0.5)
+
+
+def test_run_times_are_best_route_for_every_stop():
+    times = [{NUMPY: 0.2, ORT: 0.5}, {NUMPY: 8.0, ORT: 0.6}, {NUMPY: 0.1, ORT: 0.7}, {ORT: 0.9}, {NUMPY: 1.0}]
+    for start in (0, 1):
+        for session in (0.0, 0.3, -0.1):
+            expected = [best_route(times, start, stop, session)[0] for stop in range(start, len(times) + 1)]
+            got = run_times(times, start, session)
+            assert len(got) == len(expected)
+            assert all(g == e or abs(g - e) < 1e-9 for g, e in zip(got, expected)), (start, session, got, expected)
