@@ -37,6 +37,32 @@ def _fastest(cell: dict) -> tuple[str, float]:
     return name, others[name]
 
 
+def _why(blocks: int, row: dict) -> str:
+    """One sentence on why adaptive lost a cell, from what it ran and what won."""
+    used = next(iter(row["adaptive_plans"]), "")
+    a = int(used.split("/")[0]) if used else 0
+    winner = row["fastest_plan"] or row["fastest"]
+    if isinstance(winner, dict):
+        winner = f"{winner['a']}/{winner['b']}/{winner['codec']}" + ("/branch" if winner.get("branch") else "")
+    winner_a = int(winner.split("/")[0]) if winner[:1].isdigit() else blocks  # a named local strategy
+    error = row["prediction_error"]
+    if winner.endswith("/branch") and not used.endswith("/branch"):
+        return (f"{winner} runs the binary branch first and its exits set its median; the planner weighs the "
+                "mean latency, which the images that do not exit make higher")
+    if a == blocks and winner_a == blocks:
+        if used.endswith("/branch"):
+            return ("it ran everything on the device with the binary branch: the numpy conv1 and branch of the "
+                    "exit path cost more than onnxruntime-web's whole model here")
+        return ("it ran the same graph in onnxruntime-web as the winner, in one call; the difference is "
+                "Strata's per-request cost: Pyodide's call bridge and the worker's Python")
+    if a < blocks and winner_a == blocks:
+        return (f"it offloaded ({used}), which the planner predicted faster than the device (off by "
+                f"{100 * (error or 0):.0f} % at the median); the device was faster")
+    if a == blocks:
+        return f"it kept the work on the device; offloading ({winner}) was faster on this link"
+    return f"it cut at {used}, and {winner} was faster: the two were within the planner's error"
+
+
 def targets(results: dict) -> dict:
     grid = cells(results)
     per_cell = []
@@ -50,6 +76,8 @@ def targets(results: dict) -> dict:
                          "fastest_plan": cell["strategies"][name].get("plan"),
                          "ratio": adaptive["median_ms"] / best, "ok": adaptive["median_ms"] <= CELL_RATIO * best,
                          "adaptive_plans": adaptive["plans"], "prediction_error": adaptive["prediction_error"]})
+        if not per_cell[-1]["ok"]:
+            per_cell[-1]["why"] = _why(results["models"][cell["model"]]["blocks"], per_cell[-1])
     offload = [{"link": c["link"], "ort_web_ms": c["strategies"][ORT_WEB]["median_ms"],
                 "adaptive_ms": c["strategies"][ADAPTIVE]["median_ms"],
                 "gain": c["strategies"][ORT_WEB]["median_ms"] / c["strategies"][ADAPTIVE]["median_ms"]}
@@ -125,7 +153,13 @@ METHOD = """## How this was measured
 - Links: the link emulator between browser and edge (wifi, 4g, 3g), and one in `edge-cloud` profile
   between edge and cloud. All servers and the browser share this 2-core machine.
 - Each fixed plan gets as many requests as fit in 1.5 s at its first request's speed (3 to 12), Strata
-  adaptive 4 s (6 to 20), on the same samples in the same order. The planner's goal is latency.
+  adaptive 4 s (6 to 20), on the same samples in the same order, 30 ms apart. The planner's goal is latency.
+- Latency is timed in the page, from the call into the worker to the answer, for every strategy: Strata's
+  Pyodide call bridge counts, as onnxruntime-web's message round trip does. (Timed inside the worker
+  instead, the throttler would charge the bridge's CPU to the next request's timed part.) The planner's
+  prediction error is against the worker's own time, which is what it predicts.
+- A fixed plan is measured after one unmeasured request, once its onnxruntime-web stretch runs as one
+  joined graph (the worker fetches it in the background); adaptive likewise, after the probes settled.
 - onnxruntime-web and numpy-only do not use the network: measured once per device, shown for every link.
 - The oracle is the best of the fixed plans measured in the cell: the named ones, browser|edge cuts with
   f16 and i8c+z, all in the cloud, the branch variants for our model, and the plan adaptive used most;
@@ -158,15 +192,15 @@ def _targets_md(goals: dict) -> list[str]:
                      f"{'✓' if s['warm_ok'] else '✗'} (targets <= {COLD_MS / 1000:g} s / <= {WARM_MS / 1000:g} s).")
     misses = [c for c in goals["per_cell"] if not c["ok"]]
     if misses:
-        lines += ["", "Cells where adaptive is more than 1.1x the fastest: what it ran, and what won.", "",
+        lines += ["", "Cells where adaptive is more than 1.1x the fastest: what it ran, what won, and why.", "",
                   ("| model | device | link | adaptive ms | its plans (count) | prediction error | fastest | ms "
-                  "| plan |"),
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| plan | why |"),
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for c in misses:
             error = f"{100 * c['prediction_error']:.0f} %" if c["prediction_error"] is not None else "-"
             lines.append(f"| {c['model']} | {c['device']:g}x | {c['link']} | {c['adaptive_ms']:.1f} | "
                          f"{', '.join(f'{k} ({v})' for k, v in c['adaptive_plans'].items())} | {error} | "
-                         f"{c['fastest']} | {c['fastest_ms']:.1f} | {c['fastest_plan'] or '-'} |")
+                         f"{c['fastest']} | {c['fastest_ms']:.1f} | {c['fastest_plan'] or '-'} | {c['why']} |")
     return lines + [""]
 
 

@@ -38,21 +38,23 @@ async function start(wsUrl) {
   const total = all.reduce((n, a) => n + a.bytes, 0);
   const transferredTotal = all.reduce((n, a) => n + a.gzip_bytes, 0);
   let loaded = 0;
+  let done = 0;
   let lastPost = 0;
-  let wheel = null;
   let t = performance.now();
-  for (const asset of all) {
-    const name = asset.url.split("/").pop();
+  // All at once: from a warm cache each file costs a round trip, which in turn add up.
+  const fetched = await Promise.all(all.map(async (asset) => {
     const bytes = await fetchBytes(asset.url, (n) => {
       loaded += n;
       const now = performance.now();
       if (now - lastPost > 30) {
         lastPost = now;
-        post("progress", { step: `Downloading ${name}`, loaded, total, transferredTotal });
+        post("progress", { step: `Downloading the runtime (${done} of ${all.length} files)`, loaded, total, transferredTotal });
       }
     });
-    if (asset === assets.strata_wheel) wheel = bytes;
-  }
+    done += 1;
+    return bytes;
+  }));
+  const wheel = fetched[all.indexOf(assets.strata_wheel)];
   post("progress", { step: "Starting Python", loaded, total, transferredTotal });
   mark("download", t);
 
