@@ -41,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pruning: the latency budget (default: between the unpruned and the most pruned "
                              "variant's p95 on 3g, measured)")
     parser.add_argument("--out", type=Path, default=OUTPUT, help="where results go (default: %(default)s)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="grid: run it this many times and report per-cell medians (default: %(default)s)")
     parser.add_argument("--quick", action="store_true",
                         help="grid: a small subset (our model, this CPU, wifi, three strategies) in under 2 minutes, "
                              "written as grid-quick.*")
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if args.benchmark == "grid":
         from bench import grid
 
-        return grid.main(args.quick, args.out)
+        return grid.main(args.quick, args.out, args.repeat)
     if args.benchmark == "branch":
         from bench import branch
 

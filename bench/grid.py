@@ -34,6 +34,7 @@ from bench.grid_cells import (
     Device,
     Model,
 )
+from bench.grid_merge import merge
 from bench.ort_baseline import model_inputs
 from bench.real_models import prepare_all
 from bench.servers import edge_process, emulated_tiers
@@ -97,7 +98,23 @@ def measure_model(name: str, folder: Path, mode: dict, clock: Clock, params: dic
     return result
 
 
-def main(quick: bool, out: Path) -> int:
+def main(quick: bool, out: Path, repeat: int = 1) -> int:
+    """Run the grid `repeat` times; with more than one, each run's results go to
+    grid-runs/run-<i>.json and grid.* report the per-cell medians (bench/grid_merge.py)."""
+    stem = "grid-quick" if quick else "grid"
+    runs = []
+    for i in range(1, repeat + 1):
+        runs.append(_run(quick))
+        if repeat > 1:
+            (out / f"{stem}-runs").mkdir(parents=True, exist_ok=True)
+            (out / f"{stem}-runs" / f"run-{i}.json").write_text(json.dumps(runs[-1], indent=1))
+            print(f"run {i} of {repeat} done", flush=True)
+    grid_report.write(runs[0] if repeat == 1 else merge(runs), out, stem)
+    print(f"done: {out / stem}.json, .md and -*.png", flush=True)
+    return 0
+
+
+def _run(quick: bool) -> dict:
     mode = QUICK if quick else FULL
     clock = Clock()
     folders = {"ours": REPO / "models"}
@@ -116,7 +133,4 @@ def main(quick: bool, out: Path) -> int:
     for name, folder in folders.items():
         results["models"][name] = measure_model(name, folder, mode, clock, params)
     results["wall_s"] = clock.elapsed_s
-    stem = "grid-quick" if quick else "grid"
-    grid_report.write(results, out, stem)
-    clock.log(f"done: {out / stem}.json, .md and -*.png")
-    return 0
+    return results

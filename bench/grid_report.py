@@ -123,7 +123,10 @@ def _mb(n: float) -> str:
 
 def markdown(results: dict, goals: dict) -> str:
     names = results["strategies"]
-    lines = [f"# The grid ({results['mode']} run, {results['wall_s'] / 60:.1f} min)", "",
+    runs = len(results.get("runs", [])) or 1
+    title = (f"{results['mode']} run, {results['wall_s'] / 60:.1f} min" if runs == 1 else
+             f"median of {runs} {results['mode']} runs, {results['wall_s'] / 60:.1f} min in all")
+    lines = [f"# The grid ({title})", "",
              ("Median (p95) end-to-end latency in ms per strategy, timed in the page from the call to the "
              "answer (the worker's bridge included, for every strategy alike), requests 30 ms apart; "
              "ratio = Strata adaptive / the fastest other strategy in the cell (target <= 1.1). Devices: this machine's CPU (1x) and 4x / 6x "
