@@ -115,7 +115,7 @@ def test_float_blocks_on_the_device_load_onnxruntime_web_and_agree(tiers: dict, 
     assert any("/ort/1.30.0/ort-wasm-simd-threaded.wasm" in url for url in watched.requests)
     # The plan's onnxruntime-web blocks run as one graph the edge joined, timed against
     # the blocks alone: what one call costs is learned.
-    explained = page.evaluate("() => window.strata.callWorker('explain')")
+    explained = _explain_when(page, lambda e: e.get("route_ready"))
     onnx_web = [k for k, executor in enumerate(explained["executors"]) if executor == "ort"]
     assert [onnx_web[0], onnx_web[-1] + 1] in explained["joined"], explained
     assert explained["session_ms"] is not None

@@ -30,4 +30,4 @@ def test_quick_training_trains_both_strategies_and_keeps_one(tmp_path):
 def test_training_without_the_dataset_explains_how_to_install_it(tmp_path, capsys):
     pytest.importorskip("torch", reason="training needs torch: pip install -e .[train]")
     assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path)]) == 2
-    assert "apt-get install -y dataset-fashion-mnist" in capsys.readouterr().out
+    assert "apt-get install -y dataset-fashion-mnist" in capsys.readouterr().err
