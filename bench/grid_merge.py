@@ -4,7 +4,8 @@ One run's cells move by about ±20 % on this shared machine (the throttled devic
 so the report that counts is the median of several (`strata bench grid --repeat 3`).
 Latencies, bytes, energy, agreement and start-up times are medians over the runs; the
 plans each strategy used are added up; the rest (model sizes, the throttle check) is
-the first run's. Every run's own results stay in the merged JSON under "runs".
+the first run's. `strata bench grid --repeat N` keeps each run's own results beside the
+merged ones, in grid-runs/.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def merge(runs: list[dict]) -> dict:
         raise ValueError("merge needs at least one run")
     merged = copy.deepcopy(runs[0])
     merged["wall_s"] = sum(run["wall_s"] for run in runs)
-    merged["runs"] = runs
+    merged["run_count"] = len(runs)
     for name, model in merged["models"].items():
         models = [run["models"][name] for run in runs]
         if "startup" in model:

@@ -37,15 +37,23 @@ def _fastest(cell: dict) -> tuple[str, float]:
     return name, others[name]
 
 
+def _plan_name(plan: str | dict | None) -> str:
+    if isinstance(plan, dict):
+        return f"{plan['a']}/{plan['b']}/{plan['codec']}" + ("/branch" if plan.get("branch") else "")
+    return plan or "-"
+
+
 def _why(blocks: int, row: dict) -> str:
     """One sentence on why adaptive lost a cell, from what it ran and what won."""
     used = next(iter(row["adaptive_plans"]), "")
     a = int(used.split("/")[0]) if used else 0
-    winner = row["fastest_plan"] or row["fastest"]
-    if isinstance(winner, dict):
-        winner = f"{winner['a']}/{winner['b']}/{winner['codec']}" + ("/branch" if winner.get("branch") else "")
+    winner = _plan_name(row["fastest_plan"] or row["fastest"])
     winner_a = int(winner.split("/")[0]) if winner[:1].isdigit() else blocks  # a named local strategy
     error = row["prediction_error"]
+    if used == winner:
+        others = [plan for plan in row["adaptive_plans"] if plan != used]
+        return ("it ran the winning plan for most requests" + (f", and {', '.join(others)} for the others" if others
+                else "") + "; the rest is run-to-run noise (each plan is measured at another moment)")
     if winner.endswith("/branch") and not used.endswith("/branch"):
         return (f"{winner} runs the binary branch first and its exits set its median; the planner weighs the "
                 "mean latency, which the images that do not exit make higher")
@@ -54,7 +62,8 @@ def _why(blocks: int, row: dict) -> str:
             return ("it ran everything on the device with the binary branch: the numpy conv1 and branch of the "
                     "exit path cost more than onnxruntime-web's whole model here")
         return ("it ran the same graph in onnxruntime-web as the winner, in one call; the difference is "
-                "Strata's per-request cost: Pyodide's call bridge and the worker's Python")
+                "Strata's own per-request cost (Pyodide's call bridge, the worker's Python, its probes)"
+                + (", which the throttled device inflates beyond its slowdown" if row["device"] > 1 else ""))
     if a < blocks and winner_a == blocks:
         return (f"it offloaded ({used}), which the planner predicted faster than the device (off by "
                 f"{100 * (error or 0):.0f} % at the median); the device was faster")
@@ -123,7 +132,7 @@ def _mb(n: float) -> str:
 
 def markdown(results: dict, goals: dict) -> str:
     names = results["strategies"]
-    runs = len(results.get("runs", [])) or 1
+    runs = results.get("run_count", 1)
     title = (f"{results['mode']} run, {results['wall_s'] / 60:.1f} min" if runs == 1 else
              f"median of {runs} {results['mode']} runs, {results['wall_s'] / 60:.1f} min in all")
     lines = [f"# The grid ({title})", "",
@@ -203,7 +212,7 @@ def _targets_md(goals: dict) -> list[str]:
             error = f"{100 * c['prediction_error']:.0f} %" if c["prediction_error"] is not None else "-"
             lines.append(f"| {c['model']} | {c['device']:g}x | {c['link']} | {c['adaptive_ms']:.1f} | "
                          f"{', '.join(f'{k} ({v})' for k, v in c['adaptive_plans'].items())} | {error} | "
-                         f"{c['fastest']} | {c['fastest_ms']:.1f} | {c['fastest_plan'] or '-'} | {c['why']} |")
+                         f"{c['fastest']} | {c['fastest_ms']:.1f} | {_plan_name(c['fastest_plan'])} | {c['why']} |")
     return lines + [""]
 
 

@@ -117,7 +117,8 @@ class ContextTracker:
         """Per-block device times now, each in its fastest executor; None past the blocks
         this device can run."""
         times = self._executor_ms(runnable, variant)
-        return [min(times[k].values()) if k < len(times) else None for k in range(len(self.manifests[variant]["blocks"]))]
+        return [min(times[k].values()) if k < len(times) else None
+                for k in range(len(self.manifests[variant]["blocks"]))]
 
     def _executor_ms(self, runnable: int, variant: str) -> list[dict[str, float]]:
         """Per block, its time now in each executor measured for it: conv1 as recently
@@ -139,8 +140,13 @@ class ContextTracker:
         _, segments = self._run(self._executor_ms(stop, variant), stop, branch)
         return segments
 
+    @property
+    def _session_ms(self) -> float:
+        """The fixed cost of one onnxruntime-web call now (0 until a joined run was timed)."""
+        return (self.session.value or 0.0) * self.device_slowdown
+
     def _run(self, times: list[dict[str, float]], stop: int, branch: bool) -> tuple[float, list[Segment]]:
-        session = (self.session.value or 0.0) * self.device_slowdown
+        session = self._session_ms
         if not branch:
             return best_route(times, 0, stop, session)
         conv1 = times[0].get(NUMPY, math.inf) if times else math.inf
@@ -152,7 +158,7 @@ class ContextTracker:
         past the blocks this device can run (or, with the branch, without a bundle)."""
         times = self._executor_ms(runnable, variant)
         count = len(self.manifests[variant]["blocks"]) + 1
-        session = (self.session.value or 0.0) * self.device_slowdown
+        session = self._session_ms
         if not branch:
             runs = run_times(times, 0, session)
         elif self.branch_ms is None or not times:
