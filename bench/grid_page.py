@@ -7,6 +7,7 @@ the page makes; nothing here computes.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from playwright.sync_api import BrowserContext, Page
 
@@ -41,27 +42,31 @@ class StrataPage:
         """The worker's answer, with `page_ms`: its time as the page saw it."""
         return self.page.evaluate(CLASSIFY, index)
 
-    def wait_for_ort(self, timeout_s: float = 300) -> dict:
-        """Once onnxruntime-web was asked for: wait until it is loaded and every block timed
-        in it (or it failed); returns explain()['ort']."""
+    def _explain_until(self, done: Callable[[dict], bool], timeout_s: float) -> tuple[dict, bool]:
+        """Poll the worker's explain() until `done` holds for it: (the last state, whether it held)."""
         deadline = time.monotonic() + timeout_s
         while True:
             state = self.call("explain")
-            ort = state.get("ort", {}) if state.get("ready") else {}
-            if ort.get("ready") or ort.get("error") or time.monotonic() > deadline:
-                return ort
+            if done(state):
+                return state, True
+            if time.monotonic() > deadline:
+                return state, False
             time.sleep(0.25)
+
+    def wait_for_ort(self, timeout_s: float = 300) -> dict:
+        """Once onnxruntime-web was asked for: wait until it is loaded and every block timed
+        in it (or it failed); returns explain()['ort']."""
+        def ort(state: dict) -> dict:
+            return state.get("ort", {}) if state.get("ready") else {}
+
+        state, _ = self._explain_until(lambda s: bool(ort(s).get("ready") or ort(s).get("error")), timeout_s)
+        return ort(state)
 
     def wait_for_route(self, timeout_s: float = 120) -> bool:
         """Wait until the current plan's onnxruntime-web stretch runs as one joined graph
         (or joining failed), as it will from then on; False if time ran out."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            state = self.call("explain")
-            if not state.get("ready") or state.get("route_ready"):
-                return True
-            time.sleep(0.2)
-        return False
+        _, held = self._explain_until(lambda s: not s.get("ready") or bool(s.get("route_ready")), timeout_s)
+        return held
 
     def close(self) -> None:
         self.page.close()
