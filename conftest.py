@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.servers import edge_process
+from testing.servers import edge_process
 
 
 @pytest.fixture(scope="session")

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import httpx
 from playwright.sync_api import Page, sync_playwright
-
-from bench.chromium import launch
-from bench.servers import emulated_tiers
-from edge_server.config import Settings
 from strata.plan import Plan
+
+from edge_server.config import Settings
+from testing.chromium import launch
+from testing.servers import emulated_tiers
 
 PROFILES = ("wifi", "4g", "3g", "wifi>3g")
 SETTLE_S = 6.0  # after a profile change: the probes need a few rounds to see it

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from bench.chromium import launch
-from bench.servers import edge_process
+from testing.chromium import launch
+from testing.servers import edge_process
 
 
 def main(runs: int, out: Path) -> int:

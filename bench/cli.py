@@ -59,9 +59,9 @@ def run(args: argparse.Namespace) -> int:
 
         return pruning.main(args.requests, args.budget_ms, args.out)
     if args.benchmark == "grid":
-        from bench import grid
+        from bench.grid import run
 
-        return grid.main(args.quick, args.out, args.repeat)
+        return run.main(args.quick, args.out, args.repeat)
     if args.benchmark == "branch":
         from bench import branch
 

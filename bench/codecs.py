@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from edge_server.config import Settings
-from edge_server.main_path import MainPath
 from strata.codecs import CODECS, decode_tensor, encode_tensor
 from strata.executor import load_browser_model
+
+from edge_server.blocks.main_path import MainPath
+from edge_server.config import Settings
 from training.data import load_raw
 
 BATCH = 500

@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from websockets.asyncio.client import connect
-
-from bench.servers import cloud_process, edge_process
-from edge_server.config import Settings
 from strata import wire
 from strata.executor import load_browser_model
 from strata.offload import InferRequest, infer_frame, read_result
 from strata.plan import Plan, default_plan
+from websockets.asyncio.client import connect
+
+from edge_server.config import Settings
+from testing.servers import cloud_process, edge_process
 
 
 @dataclass

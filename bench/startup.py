@@ -15,8 +15,8 @@ from pathlib import Path
 
 from playwright.sync_api import BrowserContext, Request, sync_playwright
 
-from bench.chromium import ARGS, EXECUTABLE, launch
-from bench.servers import edge_process
+from testing.chromium import ARGS, EXECUTABLE, launch
+from testing.servers import edge_process
 
 READY = "body[data-ready=true]"
 

@@ -17,7 +17,7 @@ at real-time priority where allowed, so that its stops are on time. Linux only;
 perf_event_open needs root or kernel.perf_event_paranoid <= 1.
 
 It is an emulation with known errors, which the grid measures rather than assumes
-(bench/grid_throttle.py): the debt of a request's last quantum is paid after it ends
+(bench/grid/throttle.py): the debt of a request's last quantum is paid after it ends
 (short requests come out a little fast), and a worker stopped and resumed a thousand
 times a second finds its caches cold more often than one left alone, more so when
 other processes share the machine (every request comes out a little slow).

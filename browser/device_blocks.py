@@ -4,7 +4,7 @@ numpy runs blocks [first, N): 1 after the browser bundle's conv1, and none at al
 model made by `strata split` (it has no op lists). onnxruntime-web, once loaded, runs
 any block from 0. The context tracker picks the route (strata.device_route): numpy for
 a first stretch, then onnxruntime-web for the rest in one call, as one graph the edge
-joined (edge_server/joined.py).
+joined (edge_server/edge/joined.py).
 
 Nothing here runs at start-up. A block's ONNX file is fetched the first time a plan
 needs it on the device (or onnxruntime-web is worth timing), checked against the
@@ -20,12 +20,11 @@ import time
 
 import numpy as np
 from ort_web import OrtWeb, to_numpy
-
 from strata.blocks import load_blocks
 from strata.device_route import NUMPY, ORT
 
 ORT_WARM_UP_PASSES = 3
-JOINED_DIGESTS_HEADER = "x-strata-block-sha256"  # edge_server/joined.py
+JOINED_DIGESTS_HEADER = "x-strata-block-sha256"  # edge_server/edge/joined.py
 
 
 async def timed_ms(work, window_ms=20.0, least=3):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-from bench.chromium import PageWatch, launch
+from testing.chromium import PageWatch, launch
 
 OUTPUT = Path(__file__).resolve().parents[1] / "test-output"  # screenshots land here
 

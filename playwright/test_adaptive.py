@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 
-from bench.chromium import PageWatch
-from bench.servers import cloud_process, edge_process, link_process
 from bench.throttle import slowed
+from testing.chromium import PageWatch
+from testing.servers import cloud_process, edge_process, link_process
 
 READY_TIMEOUT_MS = 90_000
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.grid_cells import ADAPTIVE, EDGE, ORACLE, ORT_WEB
+from bench.grid.cells import ADAPTIVE, EDGE, ORACLE, ORT_WEB
 from edge_server.config import REPO
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from bench.chromium import PageWatch
+from testing.chromium import PageWatch
 
 READY_TIMEOUT_MS = 90_000
 

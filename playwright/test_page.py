@@ -16,8 +16,8 @@ import pytest
 from playwright.sync_api import Browser, Page
 from strata.plan import default_plan
 
-from bench.chromium import ARGS, EXECUTABLE, PageWatch
 from edge_server.config import Settings
+from testing.chromium import ARGS, EXECUTABLE, PageWatch
 
 READY_TIMEOUT_MS = 90_000
 OUTPUT = Path(__file__).resolve().parents[1] / "test-output"

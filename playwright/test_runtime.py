@@ -9,15 +9,15 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 from playwright.sync_api import Page
-
-from bench.chromium import PageWatch
-from bench.servers import cloud_process, edge_process
-from edge_server.config import Settings
-from edge_server.main_path import MainPath
 from strata import device
 from strata.codecs import decode_tensor, encode_tensor
 from strata.executor import load_browser_model
 from strata.plan import Plan, default_plan
+
+from edge_server.blocks.main_path import MainPath
+from edge_server.config import Settings
+from testing.chromium import PageWatch
+from testing.servers import cloud_process, edge_process
 
 READY_TIMEOUT_MS = 90_000
 MODELS = Settings().models_dir

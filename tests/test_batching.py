@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from edge_server.batching import Batcher, in_threads
+from edge_server.edge.batching import Batcher, in_threads
 
 
 def make(run, workers: int, max_batch: int) -> Batcher:

@@ -14,10 +14,10 @@ import tritonclient.http as triton
 import uvicorn
 from tritonclient.utils import InferenceServerException
 
-from bench.servers import free_port
-from edge_server.cloud import ServedModel, create_cloud_app
-from edge_server.main_path import session_options
-from edge_server.graphs import chain
+from edge_server.blocks.graphs import chain
+from edge_server.blocks.main_path import session_options
+from edge_server.cloud.server import ServedModel, create_cloud_app
+from testing.servers import free_port
 from tests.onnx_models import conv_block
 
 TOKEN = "s3cret"

@@ -12,10 +12,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from edge_server.blocks.main_path import MainPath
 from edge_server.config import REPO
-from edge_server.joined import DIGESTS_HEADER
-from edge_server.main_path import MainPath
-from edge_server.static import accepts_gzip
+from edge_server.edge.joined import DIGESTS_HEADER
+from edge_server.edge.static import accepts_gzip
 
 WASM = "/pyodide/0.27.7/pyodide.asm.wasm"
 

@@ -6,7 +6,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from edge_server.graphs import INPUT, OUTPUT, chain
+from edge_server.blocks.graphs import INPUT, OUTPUT, chain
 from tests.onnx_models import conv_block
 
 

@@ -1,11 +1,11 @@
-"""Merging several grid runs into per-cell medians (bench/grid_merge.py), on made-up runs."""
+"""Merging several grid runs into per-cell medians (bench/grid/merge.py), on made-up runs."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.grid_merge import merge
-from bench.grid_report import markdown, targets
+from bench.grid.merge import merge
+from bench.grid.report import markdown, targets
 
 
 def _summary(ms: float, plan: str) -> dict:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from edge_server.config import REPO, Settings
-from edge_server.provision import PYODIDE_VERSION
-from edge_server.wheel import wheel_bytes
+from edge_server.provision.browser_runtime import PYODIDE_VERSION
+from edge_server.provision.wheel import wheel_bytes
 
 SHARED_TESTS = sorted((Path(__file__).parent / "shared").glob("test_*.py"))
 RUNNER = Path(__file__).parent / "pyodide" / "run_shared_tests.mjs"

@@ -25,10 +25,10 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from websockets.asyncio.client import connect as websocket_connect
 
-from bench.servers import free_port
-from edge_server.link_control import create_control_app
-from edge_server.link_emulator import PROFILES, Link, LinkEmulator, Profile
-from edge_server.serve_link import parse_upstream
+from edge_server.link_emulator.cli import parse_upstream
+from edge_server.link_emulator.control import create_control_app
+from edge_server.link_emulator.proxy import PROFILES, Link, LinkEmulator, Profile
+from testing.servers import free_port
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 Arrivals = list[tuple[float, int]]  # (loop time, bytes) per read

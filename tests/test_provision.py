@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from edge_server.config import Settings
-from edge_server.provision import PYODIDE_FILES, PYODIDE_VERSION, ProvisionError, provision, sha256
+from edge_server.provision.browser_runtime import (
+    PYODIDE_FILES,
+    PYODIDE_VERSION,
+    ProvisionError,
+    provision,
+    sha256,
+)
 
 REAL = Settings()
 

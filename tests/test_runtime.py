@@ -8,18 +8,18 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-
-from bench.load import conv1_outputs, run_load
-from bench.servers import cloud_process, edge_process
-from edge_server.config import Settings
-from edge_server.main_path import MainPath
 from strata import wire
 from strata.codecs import encode_tensor
 from strata.offload import InferRequest, RequestError, infer_frame, read_result
 from strata.plan import Plan
 from strata.wire import Frame, MessageType
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from bench.load import conv1_outputs, run_load
+from edge_server.blocks.main_path import MainPath
+from edge_server.config import Settings
+from testing.servers import cloud_process, edge_process
 
 MODELS = Settings().models_dir
 MAIN_PATH = MainPath(MODELS)

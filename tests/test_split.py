@@ -10,10 +10,12 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-
-from edge_server.main_path import MainPath
-from edge_server.split import SplitError, choose_cuts, find_cut_points, prepare, split_model, write_split
 from strata.cli import main
+
+from edge_server.blocks.main_path import MainPath
+from edge_server.split.cut_points import choose_cuts, find_cut_points, split_model
+from edge_server.split.prepare import SplitError, prepare
+from edge_server.split.write import write_split
 
 
 class Builder:

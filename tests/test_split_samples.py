@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from strata.cli import main
 
-from edge_server.main_path import MainPath
+from edge_server.blocks.main_path import MainPath
 from tests.onnx_models import image_classifier
 
 

@@ -14,16 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from websockets.asyncio.client import connect
-
-from bench.servers import edge_process
-from edge_server.config import Settings
-from edge_server.main_path import MainPath, ModelError
-from edge_server.variants import Variants
 from strata import wire
 from strata.offload import InferRequest, infer_frame, read_result
 from strata.plan import Plan
 from strata.wire import MessageType
+from websockets.asyncio.client import connect
+
+from edge_server.blocks.main_path import MainPath, ModelError
+from edge_server.blocks.variants import Variants
+from edge_server.config import Settings
+from testing.servers import edge_process
 
 MODELS = Settings().models_dir
 

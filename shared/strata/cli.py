@@ -11,22 +11,23 @@ import argparse
 import importlib
 import sys
 
+
 class CommandError(Exception):
     """Something the person running the command can fix (a missing file, a package to
     install): printed as `error: <message>` with exit status 2, without a traceback."""
 
 
 COMMANDS: dict[str, str] = {
-    "provision": "edge_server.provision",
-    "serve": "edge_server.serve",
-    "cloud": "edge_server.serve_cloud",
-    "link": "edge_server.serve_link",
+    "provision": "edge_server.provision.cli",
+    "serve": "edge_server.edge.cli",
+    "cloud": "edge_server.cloud.cli",
+    "link": "edge_server.link_emulator.cli",
     "bench": "bench.cli",
     "train": "training.train",
     "export": "training.export",
     "evaluate": "training.evaluate",
     "prune": "training.prune",
-    "split": "edge_server.split_cli",
+    "split": "edge_server.split.cli",
 }
 
 

@@ -7,14 +7,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
 from edge_server.config import REPO
+from edge_server.processes import wait_for_http
 
 
 def free_port() -> int:
@@ -22,21 +20,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 20.0, log: Path | None = None) -> None:
-    """Return once `url` answers; raise if the process dies or time runs out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            output = log.read_text()[-3000:] if log else ""
-            raise RuntimeError(f"server exited with code {process.returncode}:\n{output}")
-        try:
-            httpx.get(url, timeout=1.0)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise TimeoutError(f"server did not answer at {url} within {timeout} s")
 
 
 @contextmanager

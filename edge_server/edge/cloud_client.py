@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import httpx
 import numpy as np
 
-from edge_server import kserve
-from edge_server.graphs import INPUT, OUTPUT
+from edge_server.blocks.graphs import INPUT, OUTPUT
+from edge_server.cloud import protocol
 
 
 class CloudUnavailable(RuntimeError):
@@ -49,7 +49,7 @@ class CloudClient:
 
     async def infer(self, x: np.ndarray, start: int, variant: str = "") -> CloudReply:
         """Run blocks [start, N) of a variant in the cloud; raise CloudUnavailable on any failure."""
-        body, headers = kserve.build_body({"outputs": [
+        body, headers = protocol.build_body({"outputs": [
             {"name": OUTPUT, "parameters": {"binary_data": True}}]}, "inputs", {INPUT: x}, binary=True)
         begin = time.perf_counter()
         try:
@@ -61,9 +61,9 @@ class CloudClient:
         if response.status_code != 200:
             raise CloudUnavailable(f"cloud answered {response.status_code}: {response.text[:300]}")
         try:
-            document, tensors = kserve.parse_body(response.content, response.headers.get(kserve.HEADER_LENGTH), "outputs")
+            document, tensors = protocol.parse_body(response.content, response.headers.get(protocol.HEADER_LENGTH), "outputs")
             output = tensors[OUTPUT]
-        except (kserve.ProtocolError, KeyError) as exc:
+        except (protocol.ProtocolError, KeyError) as exc:
             raise CloudUnavailable(f"cloud reply is not usable: {exc}") from exc
         parameters = document.get("parameters") or {}
         return CloudReply(np.asarray(output, np.float32), round_trip_ms, float(parameters.get("compute_ms", 0.0)),

@@ -22,7 +22,8 @@ import subprocess
 import sys
 
 from edge_server.config import Settings
-from edge_server.link_emulator import PROFILES
+from edge_server.link_emulator.proxy import PROFILES
+from edge_server.processes import wait_for_http
 
 SUMMARY = "Start the edge server and the cloud (two processes) on 127.0.0.1:8000 and :8001."
 
@@ -62,8 +63,6 @@ def _die_with_parent() -> None:
 
 def _start(command: list[str], ready_url: str) -> subprocess.Popen:
     """Start a helper process (the cloud, the link emulator) and wait until it answers."""
-    from bench.servers import wait_for_http
-
     process = subprocess.Popen([sys.executable, "-m", "strata.cli", *command], preexec_fn=_die_with_parent)
     wait_for_http(ready_url, process, timeout=120)
     return process
@@ -72,8 +71,8 @@ def _start(command: list[str], ready_url: str) -> subprocess.Popen:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from edge_server.app import create_app
-    from edge_server.provision import ProvisionError, provision
+    from edge_server.edge.app import create_app
+    from edge_server.provision.browser_runtime import ProvisionError, provision
 
     settings = Settings(host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                         cloud_url=None if args.no_cloud else args.cloud_url)

@@ -27,9 +27,9 @@ from playwright.sync_api import Browser
 from strata.codecs import encoded_bytes
 
 from bench import ort_baseline
-from bench.grid_page import StrataPage
-from bench.grid_stats import from_ort, from_strata, plan_key, summarize
-from edge_server.link_emulator import PROFILES
+from bench.grid.page import StrataPage
+from bench.grid.stats import from_ort, from_strata, plan_key, summarize
+from edge_server.link_emulator.proxy import PROFILES
 
 EDGE_CLOUD = PROFILES["edge-cloud"]
 DEVICE_MARGIN = 0.8  # how much of the worker's own block times a lower bound trusts

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from edge_server.link_emulator import PROFILES, Link, LinkEmulator, Profile
+from edge_server.link_emulator.proxy import PROFILES, Link, LinkEmulator, Profile
 
 
 def profile_from_json(data: object) -> Profile:

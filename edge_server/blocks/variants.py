@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_server.main_path import MainPath, ModelError
+from edge_server.blocks.main_path import MainPath, ModelError
 
 log = logging.getLogger("strata.variants")
 

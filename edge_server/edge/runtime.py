@@ -3,9 +3,9 @@
     INFER (input of block a) ─► blocks [a, b) here ─► blocks [b, N) in the cloud ─► RESULT
                                                    └─ cloud down or slow: [b, N) here
 
-The plan names the model variant (edge_server/variants.py); both tiers run that one.
+The plan names the model variant (edge_server/blocks/variants.py); both tiers run that one.
 
-Both hops are batched across connections (edge_server/batching.py). Every result says
+Both hops are batched across connections (edge_server/edge/batching.py). Every result says
 where its last block ran and, if the plan could not be followed, why; no request is
 dropped silently. The runtime also keeps what the planner needs to know about this
 side: per-block times here and in the cloud, the edge <-> cloud link, and the queue.
@@ -19,16 +19,15 @@ import contextlib
 import logging
 
 import numpy as np
-
 from strata.offload import InferRequest, RequestError, Result, split_transfer
 from strata.probes import StepTracker, WindowedMedian, transfer_rate_bps
 from strata.wire import WIRE_VERSION
 
-from edge_server.batching import Batcher, Computed, in_threads
-from edge_server.cloud_client import CloudClient, CloudUnavailable
+from edge_server.blocks.main_path import MainPath, ModelError
+from edge_server.blocks.variants import Variants
 from edge_server.config import Settings
-from edge_server.main_path import MainPath, ModelError
-from edge_server.variants import Variants
+from edge_server.edge.batching import Batcher, Computed, in_threads
+from edge_server.edge.cloud_client import CloudClient, CloudUnavailable
 
 log = logging.getLogger("strata.edge")
 CLOUD_PROBE_PERIOD_S = 2.0

@@ -2,7 +2,7 @@
 
 Sessions are created once at start-up and reused for every request. Any range of blocks
 [start, stop) runs by chaining them (each extra call costs about 20 us); the cloud's
-suffix models are the same block files joined into one graph (edge_server/graphs.py).
+suffix models are the same block files joined into one graph (edge_server/blocks/graphs.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from edge_server.graphs import chain
+from edge_server.blocks.graphs import chain
 
 
 class ModelError(RuntimeError):

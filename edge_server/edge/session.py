@@ -17,7 +17,7 @@ from strata.offload import RequestError, error_frame, read_infer, result_frame
 from strata.wire import Frame, MessageType, WireError
 
 from edge_server.config import Settings
-from edge_server.runtime import EdgeRuntime
+from edge_server.edge.runtime import EdgeRuntime
 
 
 class EdgeSession:

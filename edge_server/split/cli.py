@@ -8,7 +8,7 @@ model, and writes block{k}.onnx, full.onnx and manifest.json. Serve the result w
 
 With --samples it also writes samples.npz, the inputs the browser's worker and the
 benchmarks run: each picture resized, centre-cropped and normalized as --scale, --mean,
---std and --bgr say (edge_server/split_samples.py), labelled with the full model's
+--std and --bgr say (edge_server/split/samples.py), labelled with the full model's
 argmax. E.g. ImageNet-style: --mean 0.485 0.456 0.406 --std 0.229 0.224 0.225; Caffe-style
 BGR mean subtraction on 0..255: --bgr --scale 1 --mean 104 117 123.
 """
@@ -51,8 +51,9 @@ def _table(manifest: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from edge_server.config import REPO
-    from edge_server.split import SplitError, write_split
-    from edge_server.split_samples import Normalization, write_samples
+    from edge_server.split.prepare import SplitError
+    from edge_server.split.samples import Normalization, write_samples
+    from edge_server.split.write import write_split
 
     name = args.name or args.model.stem
     out = args.out or REPO / "build" / "split" / name

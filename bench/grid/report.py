@@ -16,7 +16,7 @@ import json
 import statistics
 from pathlib import Path
 
-from bench.grid_cells import ADAPTIVE, NEUROSURGEON, ORACLE, ORT_WEB, STRATEGIES
+from bench.grid.cells import ADAPTIVE, NEUROSURGEON, ORACLE, ORT_WEB, STRATEGIES
 
 CELL_RATIO = 1.1
 OFFLOAD_GAIN = 2.0
@@ -158,7 +158,7 @@ def markdown(results: dict, goals: dict) -> str:
 
 METHOD = """## How this was measured
 
-- `strata bench grid` (bench/grid.py); each strategy's code is named in bench/grid_cells.py.
+- `strata bench grid` (bench/grid.py); each strategy's code is named in bench/grid/cells.py.
 - Devices: CDP's `Emulation.setCPUThrottlingRate` does not reach a Web Worker in this Chromium (checked
   above), so bench/throttle.py stops the renderer processes (SIGSTOP/SIGCONT) long enough that each ms of
   CPU their worker threads use takes 4 or 6 ms of wall time; waiting on the network is not slowed.
@@ -220,7 +220,7 @@ def _details_md(results: dict) -> list[str]:
     lines = ["## Every strategy in every cell", "",
              ("Accuracy for our model (against the test labels); for the split models, agreement with the "
              "full model's answer. Bytes: median per request over the device's link. Energy: the planner's "
-             "power model on the measured times (bench/grid_stats.py)."), "",
+             "power model on the measured times (bench/grid/stats.py)."), "",
              "<details><summary>the table</summary>", "",
              ("| model | device | link | strategy | median ms | p95 ms | accuracy / agreement | up KB | down KB | "
              "energy mJ | n | plan |"), "|---|---|---|---|---|---|---|---|---|---|---|---|"]

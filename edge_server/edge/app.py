@@ -6,12 +6,12 @@
     /ort/          build/web/ort/      onnxruntime-web (versioned path, immutable)
     /wheels/       build/web/wheels/   the strata wheel (revalidated)
     /models/       models/             manifest, browser bundle, samples (revalidated)
-    /joined/       edge_server/joined.py  device blocks joined into one graph, for onnxruntime-web
-    /demo/link     the link emulator   demo mode only (edge_server/demo_link.py)
-    /ws            WebSocket           strata.wire frames (edge_server/connection.py)
+    /joined/       edge_server/edge/joined.py  device blocks joined into one graph, for onnxruntime-web
+    /demo/link     the link emulator   demo mode only (edge_server/edge/demo_link.py)
+    /ws            WebSocket           strata.wire frames (edge_server/edge/connection.py)
 
 At start-up it loads and verifies the model, profiles its blocks, and connects to the
-cloud; see edge_server/runtime.py for what happens to each offloaded sample.
+cloud; see edge_server/edge/runtime.py for what happens to each offloaded sample.
 """
 
 from __future__ import annotations
@@ -26,15 +26,15 @@ from starlette.responses import FileResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from edge_server.cloud_client import CloudClient
+from edge_server.blocks.main_path import MainPath
 from edge_server.config import Settings
-from edge_server.connection import serve_connection
-from edge_server.demo_link import demo_routes
-from edge_server.isolation import CrossOriginIsolation
-from edge_server.joined import joined
-from edge_server.main_path import MainPath
-from edge_server.runtime import EdgeRuntime
-from edge_server.static import IMMUTABLE, REVALIDATE, StaticFiles
+from edge_server.edge.cloud_client import CloudClient
+from edge_server.edge.connection import serve_connection
+from edge_server.edge.demo_link import demo_routes
+from edge_server.edge.isolation import CrossOriginIsolation
+from edge_server.edge.joined import joined
+from edge_server.edge.runtime import EdgeRuntime
+from edge_server.edge.static import IMMUTABLE, REVALIDATE, StaticFiles
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

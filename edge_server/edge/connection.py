@@ -12,8 +12,8 @@ import asyncio
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from edge_server.config import Settings
-from edge_server.runtime import EdgeRuntime
-from edge_server.session import EdgeSession
+from edge_server.edge.runtime import EdgeRuntime
+from edge_server.edge.session import EdgeSession
 
 POLICY_VIOLATION = 1008
 

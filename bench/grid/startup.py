@@ -31,8 +31,8 @@ from playwright.sync_api import (
 )
 
 from bench import ort_baseline
-from bench.chromium import ARGS, EXECUTABLE
-from bench.grid_page import CALL, StrataPage
+from bench.grid.page import CALL, StrataPage
+from testing.chromium import ARGS, EXECUTABLE
 
 KINDS = ("runtime", "model", "inputs", "page")
 

