@@ -1,8 +1,8 @@
-"""onnxruntime-web, the device's second executor for float blocks, driven from Python.
+"""onnxruntime-web, the browser's fast float executor (strata.client.transport.FloatExecutor).
 
 The numpy executor needs nothing beyond Pyodide; onnxruntime-web (its CPU wasm build,
 served by the edge from build/web/ort/) runs float convolutions about ten times faster
-but costs 3.7 MB (gzip) to fetch. So the worker imports it only when a plan could use
+but costs 3.7 MB (gzip) to fetch. So the client loads it only when a plan could use
 float blocks on the device, then times both executors and runs each block in the faster.
 The binary branch always stays in numpy: onnxruntime has no XNOR-popcount.
 """
@@ -25,9 +25,17 @@ class OrtWeb:
         ort.env.wasm.wasmPaths = base_url  # the wasm files next to it, never a CDN
         return cls(ort)
 
-    async def block(self, onnx_bytes: bytes) -> "OrtBlock":
+    async def session(self, onnx_bytes: bytes) -> "OrtBlock":
         session = await self.ort.InferenceSession.create(to_js(onnx_bytes))
         return OrtBlock(self.ort, session)
+
+    async def run_chain(self, sessions: list["OrtBlock"], x: np.ndarray) -> np.ndarray:
+        """Run consecutive blocks on x; between them the tensor stays in JS."""
+        held = sessions[0].tensor(x)
+        for session in sessions:
+            given, held = held, await session.run_tensor(held)
+            given.dispose()
+        return to_numpy(held)
 
 
 class OrtBlock:

@@ -3,7 +3,7 @@
 // Every URL is on the edge server.
 
 const post = (type, data = {}) => self.postMessage({ type, ...data });
-const PYTHON_MODULES = ["device_blocks.py", "ort_web.py"];
+const PYTHON_MODULES = ["ort_web.py"];
 let pyodide = null;
 
 // For Python (ort_web.py), which cannot write a dynamic import() itself.

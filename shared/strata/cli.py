@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "training.evaluate",
     "prune": "training.prune",
     "split": "edge_server.split.cli",
+    "classify": "strata.client.cli",
 }
 
 

@@ -1,33 +1,38 @@
-"""The device's float main-path blocks, in numpy and onnxruntime-web, run along a route.
+"""The device's float main-path blocks, in numpy and in the fast float executor, along a route.
 
 numpy runs blocks [first, N): 1 after the browser bundle's conv1, and none at all for a
-model made by `strata split` (it has no op lists). onnxruntime-web, once loaded, runs
-any block from 0. The context tracker picks the route (strata.device_route): numpy for
-a first stretch, then onnxruntime-web for the rest in one call, as one graph the edge
-joined (edge_server/edge/joined.py).
+model made by `strata split` (it has no op lists). The fast float executor ("ort" in
+plans: onnxruntime-web in the browser, onnxruntime in CPython, supplied by the
+transport) runs any block from 0 once loaded. The context tracker picks the route
+(strata.device_route): numpy for a first stretch, then the fast executor for the rest
+in one call, as one graph the edge joined (edge_server/edge/joined.py).
 
 Nothing here runs at start-up. A block's ONNX file is fetched the first time a plan
-needs it on the device (or onnxruntime-web is worth timing), checked against the
+needs it on the device (or the fast executor is worth timing), checked against the
 manifest's sha256, timed, and kept; a joined graph is fetched the first time a route
 names its range, checked the same way, timed, and used from then on. Every time goes to
 the context tracker: blocks alone (`report`), joined runs, real requests' included
-(`report_session`), so the planner learns what a call into onnxruntime-web costs.
+(`report_session`), so the planner learns what one call into the fast executor costs.
 """
+
+from __future__ import annotations
 
 import asyncio
 import hashlib
 import time
+from collections.abc import Awaitable, Callable
 
 import numpy as np
-from ort_web import OrtWeb, to_numpy
+
 from strata.blocks import load_blocks
-from strata.device_route import NUMPY, ORT
+from strata.client.transport import FloatExecutor, FloatSession
+from strata.device_route import NUMPY, ORT, Segment
 
 ORT_WARM_UP_PASSES = 3
 JOINED_DIGESTS_HEADER = "x-strata-block-sha256"  # edge_server/edge/joined.py
 
 
-async def timed_ms(work, window_ms=20.0, least=3):
+async def timed_ms(work: Callable[[], Awaitable[object]], window_ms: float = 20.0, least: int = 3) -> float:
     """Mean wall time of `await work()` over a window of at least `window_ms` (and `least`
     runs), after one warm-up run, in ms. A window rather than single runs: a slowed or
     busy device loses its CPU in slices of a few ms, and a sub-ms run may miss them all."""
@@ -40,24 +45,27 @@ async def timed_ms(work, window_ms=20.0, least=3):
 
 
 class DeviceBlocks:
-    def __init__(self, manifest, variant, base_url, first, fetch, ort_assets, report, report_session):
+    def __init__(self, manifest: dict, variant: str, base_url: str, first: int,
+                 fetch: Callable[[str], Awaitable[tuple[bytes, dict[str, str]]]],
+                 load_executor: Callable[[], Awaitable[FloatExecutor]],
+                 report: Callable[[int, float, str], None], report_session: Callable[[int, int, float], None]) -> None:
         self.manifest, self.variant, self.base_url = manifest, variant, base_url  # "/models/" or a variant's
         self.first = first
-        self.fetch = fetch  # async url -> (bytes, headers)
-        self.ort_assets = ort_assets  # assets.json's "ort" entry
+        self.fetch = fetch  # async path -> (body, headers)
+        self.load_executor = load_executor  # async () -> the fast float executor
         self.report = report  # (block, ms, executor): a block timed alone
         self.report_session = report_session  # (start, stop, ms): blocks [start, stop) in one call
         self.count = len(manifest["blocks"])
         self.numpy_ok = all(block.get("ops") for block in manifest["blocks"][first:])
         self.files = {}  # block -> verified ONNX bytes
         self.numpy = {}  # block -> strata.blocks.FloatBlock
-        self.ort_blocks = {}  # block -> ort_web.OrtBlock
-        self.joined = {}  # (start, stop) -> ort_web.OrtBlock of the joined graph
-        self.join_errors = {}  # (start, stop) -> why it could not be joined (not retried)
-        self._joining = {}  # (start, stop) -> Task
-        self.ort = None
-        self.ort_error = None
-        self._ort_task = None
+        self.ort_blocks: dict[int, FloatSession] = {}
+        self.joined: dict[tuple[int, int], FloatSession] = {}  # (start, stop) -> the joined graph's session
+        self.join_errors: dict[tuple[int, int], str] = {}  # (start, stop) -> why it could not be joined (not retried)
+        self._joining: dict[tuple[int, int], asyncio.Future] = {}
+        self.ort: FloatExecutor | None = None
+        self.ort_error: str | None = None
+        self._ort_task: asyncio.Future | None = None
 
     def _expected(self, start, stop):
         return [self.manifest.get("artifacts", {}).get(block["file"]) for block in self.manifest["blocks"][start:stop]]
@@ -69,8 +77,8 @@ class DeviceBlocks:
             data, _ = await self.fetch(url)
             [expected] = self._expected(k, k + 1)
             if expected and hashlib.sha256(data).hexdigest() != expected:
-                raise ValueError(f"{url} does not match the manifest's sha256; reload the page "
-                                 "(the server's models/ may have changed)")
+                raise ValueError(f"{url} does not match the manifest's sha256; reload the page or restart "
+                                 "the client (the server's models/ may have changed)")
             self.files[k] = data
         return self.files[k]
 
@@ -88,20 +96,20 @@ class DeviceBlocks:
         self.numpy[k] = block
 
     @property
-    def ort_requested(self):
+    def ort_requested(self) -> bool:
         return self._ort_task is not None
 
-    async def load_ort(self):
-        """Import onnxruntime-web and time every block in it and every float block in
-        numpy; once (later calls wait)."""
+    async def load_ort(self) -> None:
+        """Load the fast float executor and time every block in it and every float block
+        in numpy; once (later calls wait)."""
         if self._ort_task is None:
             self._ort_task = asyncio.ensure_future(self._load_ort())
         await self._ort_task
 
     async def _load_ort(self):
         try:
-            ort = await OrtWeb.load(self.ort_assets["base_url"], self.ort_assets["module"])
-            blocks = {k: await ort.block(await self._file(k)) for k in range(self.count)}
+            ort = await self.load_executor()
+            blocks = {k: await ort.session(await self._file(k)) for k in range(self.count)}
             # The wasm engine optimizes hot code over the first runs: warm every block up
             # before timing any, or the first one looks several times slower than it is.
             for _ in range(ORT_WARM_UP_PASSES):
@@ -115,10 +123,10 @@ class DeviceBlocks:
                     if k not in self.numpy:
                         await self._load_numpy(k)
             self.ort, self.ort_blocks = ort, blocks
-        except Exception as exc:  # a failed import or session: numpy stays, and the page says why
+        except Exception as exc:  # a failed import or session: numpy stays, and explain() says why
             self.ort, self.ort_error = None, f"{type(exc).__name__}: {exc}"
 
-    def join(self, start, stop):
+    def join(self, start: int, stop: int) -> None:
         """Fetch, check and time blocks [start, stop) joined into one graph, in the
         background; runs use it once it is ready. Once per range."""
         key = (start, stop)
@@ -126,8 +134,8 @@ class DeviceBlocks:
             return
         self._joining[key] = asyncio.ensure_future(self._join(start, stop))
 
-    def joined_for(self, segments):
-        """Whether each onnxruntime-web segment of two blocks or more has its joined graph
+    def joined_for(self, segments: list[Segment]) -> bool:
+        """Whether each fast-executor segment of two blocks or more has its joined graph
         (or failed to get one, for good): until then, runs take one call per block."""
         return all((s.start, s.stop) in self.joined or (s.start, s.stop) in self.join_errors
                    for s in segments if s.executor == ORT and s.stop - s.start >= 2)
@@ -137,8 +145,8 @@ class DeviceBlocks:
         try:
             data, headers = await self.fetch(url)
             if headers.get(JOINED_DIGESTS_HEADER, "").split(",") != self._expected(start, stop):
-                raise ValueError(f"{url} joins other block files than this page's manifest names; reload the page")
-            session = await self.ort.block(data)
+                raise ValueError(f"{url} joins other block files than this client's manifest names; reload it")
+            session = await self.ort.session(data)
             x = self._input(start)
             for _ in range(ORT_WARM_UP_PASSES):
                 await session(x)
@@ -147,9 +155,9 @@ class DeviceBlocks:
         except Exception as exc:  # the blocks one call each still run
             self.join_errors[(start, stop)] = f"{type(exc).__name__}: {exc}"
 
-    async def run(self, x, segments):
-        """The blocks of `segments` (strata.device_route.Segment, in order) on x. A
-        numpy segment this device cannot run in numpy, and an onnxruntime-web one while
+    async def run(self, x: np.ndarray, segments: list[Segment]) -> np.ndarray:
+        """The blocks of `segments` (in order) on x. A numpy segment this device cannot
+        run in numpy, and a fast-executor one while
         it is not loaded, run in the other executor."""
         for segment in segments:
             if segment.executor == ORT and self.ort is not None or not self.numpy_ok:
@@ -164,7 +172,8 @@ class DeviceBlocks:
     async def _run_ort(self, x, start, stop):
         await self.load_ort()
         if self.ort is None:
-            raise RuntimeError(f"blocks [{start}, {stop}) need onnxruntime-web, which did not load: {self.ort_error}")
+            raise RuntimeError(f"blocks [{start}, {stop}) need the fast float executor, which did not load: "
+                               f"{self.ort_error}")
         begin = time.perf_counter()
         session = self.joined.get((start, stop))
         if session is not None:
@@ -172,8 +181,4 @@ class DeviceBlocks:
             self.report_session(start, stop, (time.perf_counter() - begin) * 1000)
             return x
         self.join(start, stop)
-        held = self.ort_blocks[start].tensor(x)  # between blocks, the tensor stays in JS
-        for k in range(start, stop):
-            given, held = held, await self.ort_blocks[k].run_tensor(held)
-            given.dispose()
-        return to_numpy(held)
+        return await self.ort.run_chain([self.ort_blocks[k] for k in range(start, stop)], x)

@@ -1,0 +1,116 @@
+"""The client's link to the edge: one WebSocket, replies matched to requests, reconnects.
+
+Frames are strata.wire frames. The edge's HELLO comes first on every connection and
+says what it serves; each INFER is answered by the RESULT or ERROR with its id, each
+PING by the PONG with its seq. When the connection drops, every pending exchange fails
+at once with ConnectionError, and the link reconnects after BACKOFF_S.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from strata import wire
+from strata.client.transport import Socket, Transport
+from strata.wire import Frame, MessageType, WireError
+
+REPLY_TIMEOUT_S = 5.0  # past this, an exchange fails (the client then falls back on the device)
+BACKOFF_S = [0.5, 1, 2, 4, 8]  # waits between reconnection attempts, the last one repeating
+
+
+class EdgeLink:
+    def __init__(self, transport: Transport, url: str) -> None:
+        self.transport, self.url = transport, url
+        self.socket: Socket | None = None
+        self.hello: dict | None = None  # the last HELLO's header
+        self.pending: dict[tuple[str, int], asyncio.Future] = {}  # ("infer", id) or ("ping", seq) -> reply
+        self.ready = asyncio.Event()  # connected, and HELLO received
+        self.attempt = 0
+        self._closed: asyncio.Future | None = None
+        self._reconnect_now = False
+
+    async def run(self) -> None:
+        """Keep a connection up for as long as the client lives."""
+        while True:
+            try:
+                await self._connect()
+                self.attempt = 0
+                await self._closed
+            except (ConnectionError, asyncio.TimeoutError) as exc:
+                self._notify("unreachable", detail=str(exc) or "no HELLO in time")
+            if self._reconnect_now:
+                self._reconnect_now = False
+                continue
+            wait = BACKOFF_S[min(self.attempt, len(BACKOFF_S) - 1)]
+            self.attempt += 1
+            self._notify("reconnecting", detail=f"attempt {self.attempt} in {wait} s")
+            await asyncio.sleep(wait)
+
+    async def _connect(self) -> None:
+        self._closed = asyncio.get_running_loop().create_future()
+        socket = await self.transport.open(self.url, self._on_message, self._on_close)
+        self.socket = socket
+        try:
+            await asyncio.wait_for(self.ready.wait(), REPLY_TIMEOUT_S)  # HELLO comes first
+        except asyncio.TimeoutError:
+            socket.close()
+            raise
+
+    def reconnect(self, url: str) -> None:
+        """Use another URL from now on (e.g. with other query parameters): the open
+        connection closes, and the next one opens at once."""
+        self.url = url
+        if self.socket is not None:
+            self._reconnect_now = True
+            self.socket.close()
+
+    def _on_close(self, reason: str) -> None:
+        self.ready.clear()
+        self.socket = None
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(ConnectionError(f"the edge closed the connection ({reason})"))
+        self.pending.clear()
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(reason)
+
+    def _on_message(self, data: bytes) -> None:
+        try:
+            frame = wire.decode(data)
+        except WireError as exc:
+            self._notify("error", detail=f"the edge sent a frame this client cannot read: {exc}")
+            return
+        if frame.type is MessageType.HELLO:
+            self.hello = frame.header
+            self.ready.set()
+            self._notify("connected", hello=json.dumps(frame.header))
+            return
+        key = ("ping", frame.header.get("seq")) if frame.type is MessageType.PONG else ("infer", frame.header.get("id"))
+        future = self.pending.pop(key, None)
+        if future is not None and not future.done():
+            future.set_result((frame, len(data)))
+        elif frame.type is MessageType.ERROR:
+            self._notify("error", detail=frame.header.get("message", ""))
+
+    def _notify(self, state: str, **data: object) -> None:
+        self.transport.notify("edge", {"state": state, **data})
+
+    @property
+    def up(self) -> bool:
+        return self.socket is not None and self.ready.is_set()
+
+    async def exchange(self, key: tuple[str, int], frame: Frame) -> tuple[Frame, int, int]:
+        """Send a frame and await its reply: (reply, bytes sent, bytes received).
+        Raise ConnectionError, or asyncio.TimeoutError after REPLY_TIMEOUT_S."""
+        if not self.up:
+            raise ConnectionError("not connected to the edge")
+        future = asyncio.get_running_loop().create_future()
+        self.pending[key] = future
+        data = wire.encode(frame)
+        try:
+            await self.socket.send(data)
+            reply, received = await asyncio.wait_for(future, REPLY_TIMEOUT_S)
+            return reply, len(data), received
+        finally:
+            self.pending.pop(key, None)

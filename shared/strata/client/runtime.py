@@ -1,0 +1,374 @@
+"""The client runtime: one model, one link to the edge, the context, and the plan in force.
+
+This is what a device runs to classify through Strata, in the browser's Web Worker and
+in CPython alike: all I/O goes through a Transport (strata.client.transport).
+
+    Client.load()   manifest, browser bundle, samples, device profile, edge link
+    start()         keep the link up; probe every period (strata.client.prober)
+    classify()      one image through the current plan: the device's share
+                    (strata.device), the offload, the fallbacks, learning from it
+    set_goal(), set_plan()   the user's goal, or a plan fixed by hand
+
+Privacy is a promise kept here first: while the goal says raw input never leaves this
+device, no plan with a = 0 runs, whether the planner or a person chose it, and the link
+marks its session private (`?private=1`) so the edge refuses such a plan too.
+Times are milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import numpy as np
+
+from strata import device
+from strata.client.device_blocks import DeviceBlocks
+from strata.client.link import EdgeLink
+from strata.client.prober import Prober
+from strata.client.profile import matmul_speed, profile_bundle
+from strata.client.transport import Transport
+from strata.codecs import CODECS, encode_tensor
+from strata.context import ContextTracker
+from strata.device import Answer
+from strata.device_route import NUMPY, ORT, Segment
+from strata.executor import BrowserModel, load_browser_model
+from strata.offload import RequestError, infer_frame, read_result
+from strata.plan import Plan, PlanError, default_plan
+from strata.planner import Choice, Goal, Replanner, evaluate
+from strata.planner import plan as best_plan
+from strata.preprocess import prepare
+from strata.probes import transfer_rate_bps
+
+# The fast float executor's speed over numpy's, assumed only to decide whether loading it
+# could pay off at all (the notes measured 10-15x for onnxruntime-web); plans then use
+# measured times.
+ORT_SPEEDUP_PRIOR = 10.0
+PRIVACY = "privacy: raw input never leaves this device, so the plan must keep block 0 here (a >= 1)"
+
+
+@dataclass(frozen=True)
+class Classified:
+    """One image's answer, the plan that produced it, and what the planner forecast for it."""
+
+    answer: Answer
+    plan: Plan
+    forecast: Choice | None
+
+    def to_dict(self) -> dict:
+        return {**self.answer.to_dict(), "plan": self.plan.to_header(),
+                "predicted_ms": self.forecast.predict(self.answer.exited) if self.forecast else None,
+                "predicted_mj": self.forecast.energy_mj if self.forecast else None}
+
+
+class Client:
+    """The model, the link, the context and the plan of one device.
+
+    `model` is the browser bundle (conv1 and the binary branch), or None for a model made
+    by `strata split`: then every block is a float block, the device runs them from block
+    0 in the fast float executor, and the shipped samples are already input tensors.
+    """
+
+    def __init__(self, transport: Transport, edge_url: str, manifest: dict, model: BrowserModel | None,
+                 samples: tuple[np.ndarray, np.ndarray], ort_assets: dict | None = None) -> None:
+        self.transport, self.manifest, self.model = transport, manifest, model
+        self.link = EdgeLink(transport, edge_url)
+        self.ort_assets = ort_assets or {}
+        self.variants: dict[str, tuple[dict, str]] = {}  # pruned variant -> (its manifest, its folder's path)
+        self.variants_requested = False
+        self.first_float = 0 if model is None else 1  # the device's first block beyond the bundle
+        self.images, self.labels = samples
+        self.blocks = len(manifest["blocks"])
+        self.classes = manifest.get("classes", [str(i) for i in range(10)])
+        self.next_id = 0
+        self.goal = Goal("latency")
+        self.manual: Plan | None = None  # a plan fixed by hand, or None to follow the planner
+        self.offered: set[str] | None = None  # variant names the planner may choose from; None: all served
+        self.replanner = Replanner()
+        self.context: ContextTracker | None = None  # once the edge said HELLO (see Prober)
+        self.devices: dict[str, DeviceBlocks] = {}  # variant -> its float blocks, see device()
+        self.conv1_ms, self.branch_ms = (None, None) if model is None else profile_bundle(model, self.images)
+        self.macs_per_ms = matmul_speed()
+        self.last_request_at = 0.0  # clock() at the last classify
+        self.prober = Prober(self)
+        self._planned: dict[Plan, tuple[list[Segment], Choice | None]] = {}  # made at the last re-plan
+        self._tasks: list[asyncio.Future] = []
+
+    @classmethod
+    async def load(cls, transport: Transport, edge_url: str) -> Client:
+        """Fetch and verify what the edge serves (manifest, browser bundle, samples) and
+        profile this device. Raise RuntimeError or ConnectionError if the edge cannot serve it."""
+        manifest = json.loads((await transport.fetch("/models/manifest.json"))[0])
+        model = None
+        if "browser_bundle" in manifest:  # absent for a model made by `strata split`
+            bundle = manifest["browser_bundle"]["file"]
+            model = load_browser_model(manifest, {bundle: (await transport.fetch(f"/models/{bundle}"))[0]})
+        with np.load(io.BytesIO((await transport.fetch("/models/samples.npz"))[0])) as shipped:
+            samples = shipped["images"], shipped["labels"]
+        assets = json.loads((await transport.fetch("/assets.json"))[0])
+        return cls(transport, edge_url, manifest, model, samples, assets.get("ort"))
+
+    def start(self) -> None:
+        """Keep the link to the edge up and probe it every period, in the background."""
+        self._tasks = [asyncio.ensure_future(self.link.run()), asyncio.ensure_future(self.prober.run())]
+
+    async def close(self) -> None:
+        """Stop the background work and close the link."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.link.socket is not None:
+            self.link.socket.close()
+
+    # -- the goal and the plan -----------------------------------------------------------
+    def current_plan(self) -> Plan:
+        if self.manual is not None:
+            return self.manual
+        if self.replanner.current is not None and self.replanner.current.plan is not None:
+            return self.replanner.current.plan
+        return default_plan(self.blocks, bundle=self.model is not None)
+
+    def set_plan(self, plan: Plan | None) -> Plan:
+        """Fix the plan by hand, or hand the choice back to the planner (None). Raise
+        PlanError if it does not fit the model, or breaks the privacy promise."""
+        if plan is not None:
+            plan.check(self.blocks)
+            if self.goal.privacy and plan.a == 0:
+                raise PlanError(f"refused: {PRIVACY}; got a=0. Turn privacy off to upload raw input.")
+        self.manual = plan
+        self.replan()
+        return self.current_plan()
+
+    def set_goal(self, goal: Goal, variants: set[str] | None = None) -> Plan:
+        """The user's goal; `variants` limits the model variants offered to the planner
+        ("" is the unpruned model; None: every variant the edge serves). Turning privacy
+        on clamps a plan fixed by hand at a = 0 to a = 1, and says so."""
+        clamped = None
+        if goal.privacy and self.manual is not None and self.manual.a == 0:
+            self.manual = dataclasses.replace(self.manual, a=1, b=max(self.manual.b, 1))
+            clamped = f"the plan fixed by hand sent raw input (a=0); now a=1 ({PRIVACY})"
+        self.goal, self.offered = goal, variants
+        self._mark_session_private(goal.privacy)
+        if (goal.kind == "accuracy" or bool(variants and variants - {""})) and not self.variants_requested:
+            self.variants_requested = True
+            asyncio.ensure_future(self.load_variants())
+        self.replan(clamped)
+        return self.current_plan()
+
+    def _mark_session_private(self, private: bool) -> None:
+        """The edge learns privacy from the WebSocket URL: reconnect if it changed."""
+        parts = urlsplit(self.link.url)
+        query = {k: v for k, v in parse_qsl(parts.query) if k != "private"}
+        if private:
+            query["private"] = "1"
+        url = urlunsplit(parts._replace(query=urlencode(query)))
+        if url != self.link.url:
+            self.link.reconnect(url)
+
+    def replan(self, note: str | None = None) -> None:
+        """Choose the plan for the current context and goal, and tell the application."""
+        self._planned.clear()
+        if self.context is None:
+            return
+        previous = self.current_plan()
+        variants = {name: costs for name, costs in self.context.all_costs(runnable=self.blocks).items()
+                    if self.offered is None or name in self.offered}  # none left: the unpruned model
+        choice = self.replanner.update(variants or self.context.costs(self.blocks), self.context.context(), self.goal)
+        plan = self.current_plan()
+        device_blocks = self.device(plan.variant)
+        if not device_blocks.ort_requested and (plan.a > self.first_float or self._ort_could_pay()):
+            asyncio.ensure_future(self._load_ort(device_blocks))
+        route = self.route(plan)
+        for segment in route:
+            if segment.executor == ORT:
+                device_blocks.join(segment.start, segment.stop)
+        self.transport.notify("plan", {
+            "plan": plan.to_header(), "auto": self.manual is None, "predicted_ms": choice.latency_ms,
+            "energy_mj": choice.energy_mj, "accuracy": choice.accuracy, "meets_budget": choice.meets_budget,
+            "reason": "; ".join(filter(None, [note, choice.reason])), "changed": plan != previous,
+            "context": self.context.describe(), "executors": self.executors(route)})
+
+    def route(self, plan: Plan) -> list[Segment]:
+        """How the device runs its blocks [0, a) of a plan (strata.device_route)."""
+        if self.context is not None and plan.variant in self.context.variants:
+            return self.context.route(plan.a, plan.branch, plan.variant)
+        return [Segment(NUMPY, 0, plan.a)] if plan.a else []
+
+    def executors(self, route: list[Segment]) -> list[str | None]:
+        """Per block, the executor the device runs it in under `route`, or None off the device."""
+        table: list[str | None] = [None] * self.blocks
+        for segment in route:
+            table[segment.start:segment.stop] = [segment.executor] * (segment.stop - segment.start)
+        return table
+
+    def planned(self, plan: Plan) -> tuple[list[Segment], Choice | None]:
+        """The device's route for a plan and the planner's forecast for it (None without a
+        context), as of the last re-plan: a request pays for neither."""
+        if plan not in self._planned:
+            forecast = None
+            if self.context is not None and plan.variant in self.context.variants:
+                forecast = evaluate(plan, self.context.costs(self.blocks, plan.variant), self.context.context(),
+                                    self.goal)
+            self._planned[plan] = self.route(plan), forecast
+        return self._planned[plan]
+
+    # -- the device's blocks -------------------------------------------------------------
+    def device(self, variant: str) -> DeviceBlocks:
+        """The device's float blocks of a variant, created when a plan first names it."""
+        if variant not in self.devices:
+            manifest, path = (self.manifest, "/models/") if variant == "" else self.variants[variant]
+
+            def report(k: int, ms: float, executor: str) -> None:
+                if self.context is not None:
+                    self.context.on_block(k, ms, executor, variant)
+
+            def report_session(start: int, stop: int, ms: float) -> None:
+                if self.context is not None:
+                    self.context.on_session(start, stop, ms, variant)
+
+            self.devices[variant] = DeviceBlocks(manifest, variant, path, self.first_float, self.transport.fetch,
+                                                 lambda: self.transport.float_executor(self.ort_assets),
+                                                 report, report_session)
+        return self.devices[variant]
+
+    def _ort_could_pay(self) -> bool:
+        """Would some plan run float blocks on the device if they ran ORT_SPEEDUP_PRIOR
+        times faster? Only then is the fast executor worth loading and timing."""
+        costs = self.context.costs(runnable=self.blocks)
+        hoped = [ms if k < self.first_float or ms is None else ms / ORT_SPEEDUP_PRIOR
+                 for k, ms in enumerate(costs.device_ms)]
+        choice = best_plan(dataclasses.replace(costs, device_ms=hoped, device_run_ms=None, device_run_branch_ms=None),
+                           self.context.context(), self.goal)
+        return choice.plan is not None and choice.plan.a > self.first_float
+
+    async def _load_ort(self, device_blocks: DeviceBlocks) -> None:
+        self.transport.notify("executor", {"state": "loading"})
+        await device_blocks.load_ort()
+        self.transport.notify("executor", {"state": "failed" if device_blocks.ort is None else "ready",
+                                           "detail": device_blocks.ort_error or ""})
+        # Learn what one call into the executor costs from the two cheapest blocks joined
+        # (the planner assumes nothing until then); replan() joins what the plan runs.
+        if device_blocks.ort is not None and device_blocks.count >= 2:
+            smallest = min(range(device_blocks.count - 1), key=lambda k: sum(
+                block["bytes"] for block in device_blocks.manifest["blocks"][k:k + 2]))
+            device_blocks.join(smallest, smallest + 2)
+        self.replan()
+
+    async def load_variants(self) -> None:
+        """The pruned variants' manifests (small; their blocks load only if a plan runs them
+        here), each checked against the sha256 the model's manifest gives for it. Only the
+        accuracy goal plans with variants, so they are fetched when it (or a variant by
+        name) is first asked for, not before the first answer."""
+        for entry in self.manifest.get("variants", []):
+            path = f"/models/{entry['dir']}/"
+            data, _ = await self.transport.fetch(path + "manifest.json")
+            if hashlib.sha256(data).hexdigest() != entry["manifest_sha256"]:
+                self.transport.notify("edge", {"state": "error", "detail": f"{path}manifest.json does not match its "
+                                                                           f"sha256; variant {entry['name']} is not offered"})
+                continue
+            self.variants[entry["name"]] = (json.loads(data), path)
+            if self.context is not None:
+                self.context.add_variant(entry["name"], self.variants[entry["name"]][0])
+        self.replan()
+
+    def measure_compression(self, count: int = 5) -> None:
+        """What zlib gains on real tensors at the cuts the device can send (the raw input
+        and conv1's output), so the planner can weigh the "+z" codecs from the start."""
+        images = self.images[:count]
+        if self.model is None:
+            tensors = {0: np.asarray(images, np.float32)}
+        else:
+            tensors = {0: prepare(images, self.model.mean, self.model.std), 1: self.model.conv1(images)}
+        for cut, x in tensors.items():
+            for codec in CODECS:
+                if codec.endswith("+z"):
+                    raw = len(encode_tensor(x, codec[:-2])[1])
+                    self.context.on_compression(cut, codec, raw, len(encode_tensor(x, codec)[1]))
+
+    # -- one image -----------------------------------------------------------------------
+    async def classify(self, image: np.ndarray) -> Classified:
+        """One image through the current plan. `image` is what the shipped samples hold:
+        uint8 pixels at the manifest's input.raw_size, or, for a model made by `strata
+        split`, the input tensor of one sample (float32, without the batch)."""
+        plan = self.current_plan()
+        if self.goal.privacy and plan.a == 0:  # set_plan and set_goal never let this happen
+            raise PlanError(f"refused: {PRIVACY}")
+        route, forecast = self.planned(plan)
+        self.next_id += 1
+        request_id = self.next_id
+        self.last_request_at = self.transport.clock()
+        conv1 = not route or route[0].executor == NUMPY  # else conv1 runs with the blocks after it
+        pending = device.start(self.model, image, plan, request_id, self.blocks, conv1=conv1)
+        if pending.blocks is not None:
+            start = pending.blocks[0]
+            segments = [Segment(s.executor, max(s.start, start), s.stop) for s in route if s.stop > start]
+            x = await self.device(plan.variant).run(pending.block_input, segments)
+            pending = device.after_blocks(pending, x, plan, request_id, self.blocks)
+        if self.context is not None:
+            self.context.on_device(pending.answer.timing if pending.answer else pending.timing)
+        if pending.answer is not None:
+            return Classified(pending.answer, plan, forecast)
+        try:
+            reply, up_bytes, down_bytes = await self.link.exchange(("infer", request_id), infer_frame(pending.request))
+            result = read_result(reply)
+        except (ConnectionError, asyncio.TimeoutError) as exc:
+            return Classified(await self._fall_back(pending, plan, f"edge-unreachable: {exc or 'no reply in time'}"),
+                              plan, forecast)
+        except RequestError as exc:
+            return Classified(await self._fall_back(pending, plan, f"edge-error: {exc.code}: {exc}"), plan, forecast)
+        rtt = self.context.rtt.value if self.context else None
+        answer = device.finish(pending, result, up_bytes, down_bytes, rtt)
+        if self.context is not None:
+            self._learn(answer, rtt)
+        expected = forecast.offload_ms if forecast else None
+        if expected and answer.timing["total_ms"] > 2 * expected + 20:
+            self.prober.wake.set()  # the link changed under us: probe now rather than at the next period
+        return Classified(answer, plan, forecast)
+
+    async def _fall_back(self, pending: device.Pending, plan: Plan, reason: str) -> Answer:
+        """The edge failed us: the branch answers, or with no bundle, the device runs the rest."""
+        if self.model is not None:
+            return device.fall_back(self.model, pending, reason)
+        logits = await self.device(plan.variant).run(pending.request.tensor, [Segment(ORT, plan.a, self.blocks)])
+        return device.fall_back(None, pending, reason, logits)
+
+    def _learn(self, answer: Answer, rtt: float | None) -> None:
+        """Passive measurements from an offload: link rates and the edge's state."""
+        timing = answer.timing
+        half_rtt_s = (rtt or 0.0) / 2000
+        self.context.on_rate("up", transfer_rate_bps(timing["up_bytes"], timing["uplink_ms"] / 1000, half_rtt_s))
+        self.context.on_rate("down", transfer_rate_bps(timing["down_bytes"], timing["downlink_ms"] / 1000, half_rtt_s))
+        self.context.on_edge(timing)
+
+    # -- what the application shows ----------------------------------------------------------
+    def explain(self) -> dict:
+        """The planner's inputs and its current choice, for the page and for debugging."""
+        if self.context is None:
+            return {"ready": False}
+        costs = self.context.costs(runnable=self.blocks)
+        context = self.context.context()
+        current = self.replanner.current
+        plan = self.current_plan()
+        route = self.route(plan)
+        device_blocks, base = self.device(plan.variant), self.device("")
+        return {"ready": True, "device_ms": costs.device_ms, "edge_ms": costs.edge_ms, "cloud_ms": costs.cloud_ms,
+                "branch_ms": costs.branch_ms, "exit_rate": costs.exit_rate,
+                "edge_link": None if context.edge is None else vars(context.edge),
+                "cloud_link": None if context.cloud is None else vars(context.cloud),
+                "device_slowdown": context.device_slowdown, "edge_slowdown": context.edge_slowdown,
+                "variant": plan.variant, "variants": self.context.variants,
+                "executors": self.executors(route),
+                "device_block_ms": {str(k): v for k, v in self.context.device_block_ms.get("", {}).items()},
+                "session_ms": self.context.session.value,
+                "joined": [list(key) for key in device_blocks.joined],
+                "join_errors": {f"{start}-{stop}": why for (start, stop), why in device_blocks.join_errors.items()},
+                "route_ready": device_blocks.joined_for(route),
+                "ort": {"requested": base.ort_requested, "ready": base.ort is not None, "error": base.ort_error},
+                "choice": None if current is None else {"plan": current.plan.to_header() if current.plan else None,
+                                                        "latency_ms": current.latency_ms, "exit_ms": current.exit_ms,
+                                                        "offload_ms": current.offload_ms}}
