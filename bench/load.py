@@ -1,9 +1,10 @@
 """Load on the edge: N concurrent browser-like Python clients, with and without batching.
 
-Each client is what a worker would be after its own share: it holds conv1's output for
-real test images (computed with the same shared code the worker runs) and sends INFER
-frames over its own WebSocket, one at a time (closed loop), for a fixed number of
-requests. Every request must come back as a RESULT: an error fails the run.
+Each client is Strata's own client (strata.client, the page's, over CPython's transport)
+after its device's share: it holds conv1's output for real test images (computed with
+the same shared code) and offloads it over its own WebSocket, one request at a time
+(closed loop), for a fixed number of requests, with the plan fixed and no probes. Every
+request must come back from the edge: an error or a fallback fails the run.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from strata import wire
+from strata.client import Client
+from strata.client.websockets_transport import WebSocketsTransport
 from strata.executor import load_browser_model
-from strata.offload import InferRequest, infer_frame, read_result
+from strata.offload import RequestError
 from strata.plan import Plan, default_plan
-from websockets.asyncio.client import connect
 
 from edge_server.config import Settings
 from testing.servers import cloud_process, edge_process
@@ -54,30 +55,43 @@ def conv1_outputs(models_dir: Path, count: int) -> np.ndarray:
         return model.conv1(shipped["images"][:count])
 
 
-async def _client(url: str, features: np.ndarray, plan: Plan, requests: int, first_id: int, result: LoadResult) -> None:
-    async with connect(url, compression=None, max_size=None) as socket:
-        wire.decode(await socket.recv())  # HELLO
-        for i in range(requests):
-            x = features[(first_id + i) % len(features)][None]
-            start = time.perf_counter()
-            await socket.send(wire.encode(infer_frame(InferRequest(first_id + i, plan, x))))
-            reply = wire.decode(await socket.recv())
-            elapsed = (time.perf_counter() - start) * 1000
-            try:
-                answer = read_result(reply)
-            except ValueError:
-                result.errors += 1
-                continue
-            result.latencies_ms.append(elapsed)
-            result.edge_overhead_ms.append(answer.timing["edge_overhead_ms"])
+async def _client(client: Client, features: np.ndarray, plan: Plan, requests: int, first_id: int,
+                  result: LoadResult) -> None:
+    for i in range(requests):
+        x = features[(first_id + i) % len(features)]
+        start = time.perf_counter()
+        try:
+            answer = (await client.offload(x, plan)).answer
+        except (ConnectionError, asyncio.TimeoutError, RequestError):
+            answer = None
+        elapsed = (time.perf_counter() - start) * 1000
+        if answer is None or answer.fallback is not None:  # the edge failed this request
+            result.errors += 1
+            continue
+        result.latencies_ms.append(elapsed)
+        result.edge_overhead_ms.append(answer.timing["edge_overhead_ms"])
 
 
 async def run_load(url: str, features: np.ndarray, plan: Plan, clients: int, requests: int, batching: bool) -> LoadResult:
+    """`clients` Strata clients (strata.client, each with its own WebSocket, probes off,
+    the plan fixed) offload conv1's outputs, one request at a time each."""
     result = LoadResult(clients, batching, clients * requests, 0, 0.0, [], [])
-    start = time.perf_counter()
-    await asyncio.wait_for(asyncio.gather(*(
-        _client(url, features, plan, requests, c * requests, result) for c in range(clients))), timeout=600)
-    result.seconds = time.perf_counter() - start
+    transport = WebSocketsTransport(url)
+    first = await Client.load(transport, url)
+    fleet = [first] + [Client(transport, url, first.manifest, first.model, (first.images, first.labels),
+                              first.ort_assets, first.profile) for _ in range(clients - 1)]
+    try:
+        for client in fleet:
+            client.start(probes=False)
+        await asyncio.wait_for(asyncio.gather(*(client.link.ready.wait() for client in fleet)), timeout=60)
+        start = time.perf_counter()
+        await asyncio.wait_for(asyncio.gather(*(
+            _client(client, features, plan, requests, c * requests, result) for c, client in enumerate(fleet))),
+            timeout=600)
+        result.seconds = time.perf_counter() - start
+    finally:
+        await asyncio.gather(*(client.close() for client in fleet))
+        await transport.aclose()
     return result
 
 

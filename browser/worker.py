@@ -93,7 +93,7 @@ async def load_model(ws_url):
             "block_names": [block["name"] for block in manifest["blocks"]],
             "bundle_bytes": manifest.get("browser_bundle", {}).get("bytes", 0),
             "plan": CLIENT.current_plan().to_header(),
-            "device": {"conv1_ms": CLIENT.conv1_ms, "branch_ms": CLIENT.branch_ms}}
+            "device": {"conv1_ms": CLIENT.profile.conv1_ms, "branch_ms": CLIENT.profile.branch_ms}}
 
 
 def runtime_info():

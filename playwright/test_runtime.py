@@ -159,3 +159,36 @@ def test_the_probe_period_is_configurable_within_bounds(edge_url: str, watched: 
         page.evaluate("window.strata.callWorker('set_probe_period', 0)")
     page.wait_for_timeout(2000)  # the probes go on at the new period
     assert page.evaluate("window.strata.callWorker('explain')")["ready"]
+
+
+def test_the_page_and_the_python_client_answer_and_plan_alike(edge_url: str, watched: PageWatch) -> None:
+    """One client runtime, two transports: the page's worker (Pyodide) and CPython's
+    (`strata classify`) give the same answers for the same images and plan, and plan the
+    same from the same inputs."""
+    import subprocess
+    import sys
+
+    from strata.planner import Context, Costs, Goal, Link
+    from strata.planner import plan as choose
+
+    page = _open(watched, edge_url)
+    plan = Plan(1, 4, "f32", False)
+    _fix_plan(page, plan)
+    in_page = [page.evaluate("i => window.strata.callWorker('classify_sample', i)", i) for i in range(5)]
+    samples = [arg for i in range(5) for arg in ("--sample", str(i))]
+    done = subprocess.run([sys.executable, "-m", "strata.cli", "classify", *samples, "--plan", "1,4,f32", "--json",
+                           "--edge", edge_url.replace("http://", "ws://") + "/ws"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    in_python = [json.loads(line) for line in done.stdout.splitlines()]
+    for mine, theirs in zip(in_python, in_page, strict=True):
+        assert (mine["label"], mine["tier"], mine["plan"]) == (theirs["label"], theirs["tier"], theirs["plan"])
+        assert abs(mine["confidence"] - theirs["confidence"]) < 1e-5
+
+    page.evaluate("window.strata.callWorker('set_plan', null)")
+    explained = _explain_when(page, lambda e: e.get("ready") and e.get("best") is not None)
+    inputs = explained["inputs"]
+    links = {k: None if v is None else Link(**v) for k, v in inputs["context"].items() if k in ("edge", "cloud")}
+    context = Context(**{**inputs["context"], **links})
+    chosen = choose(Costs(**inputs["costs"]), context, Goal(**inputs["goal"]))
+    assert chosen.plan is not None and chosen.plan.to_header() == explained["best"]

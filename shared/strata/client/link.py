@@ -29,10 +29,12 @@ class EdgeLink:
         self.attempt = 0
         self._closed: asyncio.Future | None = None
         self._reconnect_now = False
+        self._generation = 0  # which connection is current: a late close of an old one is ignored
+        self.stopped = False
 
     async def run(self) -> None:
-        """Keep a connection up for as long as the client lives."""
-        while True:
+        """Keep a connection up until stop()."""
+        while not self.stopped:
             try:
                 await self._connect()
                 self.attempt = 0
@@ -48,8 +50,11 @@ class EdgeLink:
             await asyncio.sleep(wait)
 
     async def _connect(self) -> None:
+        self._generation += 1
+        generation = self._generation
         self._closed = asyncio.get_running_loop().create_future()
-        socket = await self.transport.open(self.url, self._on_message, self._on_close)
+        socket = await self.transport.open(self.url, self._on_message,
+                                           lambda reason: self._on_close(generation, reason))
         self.socket = socket
         try:
             await asyncio.wait_for(self.ready.wait(), REPLY_TIMEOUT_S)  # HELLO comes first
@@ -57,15 +62,25 @@ class EdgeLink:
             socket.close()
             raise
 
+    def stop(self) -> None:
+        """Close the connection for good: run() returns instead of reconnecting."""
+        self.stopped = True
+        if self.socket is not None:
+            self.socket.close()
+
     def reconnect(self, url: str) -> None:
         """Use another URL from now on (e.g. with other query parameters): the open
         connection closes, and the next one opens at once."""
         self.url = url
         if self.socket is not None:
             self._reconnect_now = True
-            self.socket.close()
+            socket = self.socket
+            self._on_close(self._generation, "reconnecting")
+            socket.close()
 
-    def _on_close(self, reason: str) -> None:
+    def _on_close(self, generation: int, reason: str) -> None:
+        if generation != self._generation:
+            return  # an older connection's late close
         self.ready.clear()
         self.socket = None
         for future in self.pending.values():
@@ -114,3 +129,6 @@ class EdgeLink:
             return reply, len(data), received
         finally:
             self.pending.pop(key, None)
+            if future.done() and not future.cancelled():
+                future.exception()  # the caller has its own error already: mark this one seen
+            future.cancel()

@@ -33,6 +33,7 @@ class Prober:
         self.probed = asyncio.Event()  # set once the planner has a context: a HELLO and a first probe
         self.next_seq = 0
         self._hello: dict | None = None  # the HELLO the context was last told about
+        self.stopped = False
 
     def set_period(self, seconds: float) -> float:
         """How often to probe (seconds, 0.2..60): longer saves the radio, shorter follows
@@ -67,8 +68,9 @@ class Prober:
         if hello is None:
             return
         if client.context is None:
-            client.context = ContextTracker(client.manifest, hello, client.conv1_ms, client.branch_ms,
-                                            client.macs_per_ms)
+            profile = client.profile
+            client.context = ContextTracker(client.manifest, hello, profile.conv1_ms, profile.branch_ms,
+                                            profile.macs_per_ms)
             for name, (manifest, _) in client.variants.items():
                 client.context.add_variant(name, manifest)
             client.measure_compression()
@@ -108,7 +110,7 @@ class Prober:
     async def run(self) -> None:
         """Probe every period; at once, with a burst of pings, when a request surprised us."""
         clock, surprised = self.client.transport.clock, False
-        while True:
+        while not self.stopped:
             started = clock()
             await self.probe_once(pings=3 if surprised else 1)
             self.wake.clear()

@@ -8,10 +8,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from strata.executor import BrowserModel
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """This device's speed at start-up: the planner's first device figures."""
+
+    conv1_ms: float | None  # the browser bundle's conv1 (None: a split model has no bundle)
+    branch_ms: float | None  # its binary branch
+    macs_per_ms: float  # float32 matmul speed, for blocks not timed yet
+
+    @classmethod
+    def measure(cls, model: BrowserModel | None, images: np.ndarray) -> DeviceProfile:
+        conv1_ms, branch_ms = (None, None) if model is None else profile_bundle(model, images)
+        return cls(conv1_ms, branch_ms, matmul_speed())
 
 
 def median_ms(work: Callable[[], object], repeats: int = 3) -> float:

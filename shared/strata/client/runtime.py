@@ -31,14 +31,14 @@ from strata import device
 from strata.client.device_blocks import DeviceBlocks
 from strata.client.link import EdgeLink
 from strata.client.prober import Prober
-from strata.client.profile import matmul_speed, profile_bundle
+from strata.client.profile import DeviceProfile
 from strata.client.transport import Transport
 from strata.codecs import CODECS, encode_tensor
 from strata.context import ContextTracker
 from strata.device import Answer
 from strata.device_route import NUMPY, ORT, Segment
 from strata.executor import BrowserModel, load_browser_model
-from strata.offload import RequestError, infer_frame, read_result
+from strata.offload import InferRequest, RequestError, infer_frame, read_result
 from strata.plan import Plan, PlanError, default_plan
 from strata.planner import Choice, Goal, Replanner, evaluate
 from strata.planner import plan as best_plan
@@ -75,7 +75,9 @@ class Client:
     """
 
     def __init__(self, transport: Transport, edge_url: str, manifest: dict, model: BrowserModel | None,
-                 samples: tuple[np.ndarray, np.ndarray], ort_assets: dict | None = None) -> None:
+                 samples: tuple[np.ndarray, np.ndarray], ort_assets: dict | None = None,
+                 profile: DeviceProfile | None = None) -> None:
+        """`profile`: this device's speed if already measured (clients of one device share it)."""
         self.transport, self.manifest, self.model = transport, manifest, model
         self.link = EdgeLink(transport, edge_url)
         self.ort_assets = ort_assets or {}
@@ -92,8 +94,7 @@ class Client:
         self.replanner = Replanner()
         self.context: ContextTracker | None = None  # once the edge said HELLO (see Prober)
         self.devices: dict[str, DeviceBlocks] = {}  # variant -> its float blocks, see device()
-        self.conv1_ms, self.branch_ms = (None, None) if model is None else profile_bundle(model, self.images)
-        self.macs_per_ms = matmul_speed()
+        self.profile = profile or DeviceProfile.measure(model, self.images)
         self.last_request_at = 0.0  # clock() at the last classify
         self.prober = Prober(self)
         self._planned: dict[Plan, tuple[list[Segment], Choice | None]] = {}  # made at the last re-plan
@@ -113,17 +114,23 @@ class Client:
         assets = json.loads((await transport.fetch("/assets.json"))[0])
         return cls(transport, edge_url, manifest, model, samples, assets.get("ort"))
 
-    def start(self) -> None:
-        """Keep the link to the edge up and probe it every period, in the background."""
-        self._tasks = [asyncio.ensure_future(self.link.run()), asyncio.ensure_future(self.prober.run())]
+    def start(self, probes: bool = True) -> None:
+        """Keep the link to the edge up and, unless `probes` is False (a plan fixed by hand
+        needs none), probe it every period, in the background."""
+        self._tasks = [asyncio.ensure_future(self.link.run())]
+        if probes:
+            self._tasks.append(asyncio.ensure_future(self.prober.run()))
 
     async def close(self) -> None:
-        """Stop the background work and close the link."""
+        """Stop the background work and close the link. The loops also stop by flag:
+        before Python 3.12, asyncio.wait_for can swallow a cancellation that meets a
+        reply arriving at the same moment, and a loop would then go on forever."""
+        self.prober.stopped = True
+        self.link.stop()
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.link.socket is not None:
-            self.link.socket.close()
+        if self._tasks:
+            await asyncio.wait(self._tasks)
 
     # -- the goal and the plan -----------------------------------------------------------
     def current_plan(self) -> Plan:
@@ -313,13 +320,36 @@ class Client:
             self.context.on_device(pending.answer.timing if pending.answer else pending.timing)
         if pending.answer is not None:
             return Classified(pending.answer, plan, forecast)
+        return await self._send(pending, plan, forecast)
+
+    async def offload(self, x: np.ndarray, plan: Plan) -> Classified:
+        """Send what the device computed elsewhere, the input of block plan.a for one
+        sample (float32, without the batch), and await the answer: classify() without
+        the device's share. The load benchmark drives the edge this way. It falls back on
+        the device as classify() does when it can (a bundle at a = 1, or a split model);
+        otherwise a failed edge raises ConnectionError, TimeoutError or RequestError."""
+        self.next_id += 1
+        started = self.transport.clock()
+        x = np.asarray(x, np.float32)[None]
+        features = x if self.model is not None and plan.a == 1 else None
+        pending = device.Pending(None, InferRequest(self.next_id, plan, x), None, None, features, started)
+        return await self._send(pending, plan, self.planned(plan)[1], fall_back=features is not None or self.model is None)
+
+    async def _send(self, pending: device.Pending, plan: Plan, forecast: Choice | None,
+                    fall_back: bool = True) -> Classified:
+        """The offload of a pending sample: the answer the edge sends, or the device's."""
         try:
-            reply, up_bytes, down_bytes = await self.link.exchange(("infer", request_id), infer_frame(pending.request))
+            reply, up_bytes, down_bytes = await self.link.exchange(("infer", pending.request.request_id),
+                                                                   infer_frame(pending.request))
             result = read_result(reply)
         except (ConnectionError, asyncio.TimeoutError) as exc:
+            if not fall_back:
+                raise
             return Classified(await self._fall_back(pending, plan, f"edge-unreachable: {exc or 'no reply in time'}"),
                               plan, forecast)
         except RequestError as exc:
+            if not fall_back:
+                raise
             return Classified(await self._fall_back(pending, plan, f"edge-error: {exc.code}: {exc}"), plan, forecast)
         rtt = self.context.rtt.value if self.context else None
         answer = device.finish(pending, result, up_bytes, down_bytes, rtt)
@@ -352,6 +382,7 @@ class Client:
             return {"ready": False}
         costs = self.context.costs(runnable=self.blocks)
         context = self.context.context()
+        best = best_plan(costs, context, self.goal)
         current = self.replanner.current
         plan = self.current_plan()
         route = self.route(plan)
@@ -371,4 +402,11 @@ class Client:
                 "ort": {"requested": base.ort_requested, "ready": base.ort is not None, "error": base.ort_error},
                 "choice": None if current is None else {"plan": current.plan.to_header() if current.plan else None,
                                                         "latency_ms": current.latency_ms, "exit_ms": current.exit_ms,
-                                                        "offload_ms": current.offload_ms}}
+                                                        "offload_ms": current.offload_ms},
+                # The planner's whole input for the unpruned model, and its choice for it now
+                # without the hysteresis that may keep an older plan: any copy of the
+                # planner (strata.planner.plan) can check it.
+                "inputs": {"costs": dataclasses.asdict(costs), "context": dataclasses.asdict(context),
+                           "goal": {"kind": self.goal.kind, "budget_ms": self.goal.budget_ms,
+                                    "privacy": self.goal.privacy}},
+                "best": None if best.plan is None else best.plan.to_header()}
