@@ -50,7 +50,7 @@ def test_samples_are_normalized_nchw_tensors_labelled_by_the_full_model(tmp_path
     manifest = json.loads((out / "manifest.json").read_text())
     entry = manifest["samples"]
     assert entry["count"] == 2 and entry["sources"] == ["solid.png", "noise.jpg"]
-    assert entry["preprocessing"]["layout"] == "NCHW" and entry["preprocessing"]["bgr"] is False
+    assert manifest["input"]["layout"] == "NCHW" and manifest["input"]["preprocess"]["channel_order"] == "RGB"
     assert manifest["artifacts"]["samples.npz"] == hashlib.sha256((out / "samples.npz").read_bytes()).hexdigest()
     assert MainPath(out).manifest["samples"] == entry  # the servers verify it like every artifact
 
