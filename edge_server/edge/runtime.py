@@ -113,6 +113,11 @@ class EdgeRuntime:
         """Per variant served, each block's input shape and the logits' (without batch)."""
         return {name: info.cut_shapes for name, info in self.variants.info.items()}
 
+    @property
+    def cut_dtypes(self) -> dict[str, list[str]]:
+        """Per variant served, each block's input dtype and the logits' (variants keep the model's)."""
+        return {name: self.main_path.cut_dtypes for name in self.variants.info}
+
     def hello(self) -> dict:
         """Capabilities sent to each new connection: the model, its cuts, the costs here and
         beyond, for the unpruned model and for each variant served."""
@@ -124,6 +129,7 @@ class EdgeRuntime:
             "model_version": manifest["version"],
             "blocks": len(self.main_path),
             "cut_shapes": [list(shape) for shape in base.cut_shapes],
+            "cut_dtypes": self.main_path.cut_dtypes,
             "edge_block_ms": base.block_ms,
             "cloud": self.cloud is not None,
             "cloud_block_ms": self.cloud_block_ms.get("", base.block_ms),

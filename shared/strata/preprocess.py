@@ -128,7 +128,7 @@ def _resample(x: np.ndarray, size: int, axis: int) -> np.ndarray:
     scale = n / size
     support = max(scale, 1.0)
     centres = (np.arange(size) + 0.5) * scale
-    taps = np.floor(centres - support + 0.5).astype(np.int64)[:, None] + np.arange(int(np.ceil(support)) * 2 + 1)
+    taps = np.floor(centres - support + 0.5).astype(np.intp)[:, None] + np.arange(int(np.ceil(support)) * 2 + 1)
     weights = np.maximum(0.0, 1.0 - np.abs((taps + 0.5 - centres[:, None]) / support))
     weights[(taps < 0) | (taps >= n)] = 0.0
     weights /= weights.sum(axis=1, keepdims=True)
