@@ -62,8 +62,12 @@ class EdgeRuntime:
         self.variants = Variants(main_path, settings.variant_cache_bytes)
         run_blocks, self._pool = in_threads(self.variants.run, settings.workers)
         wait = settings.max_wait_ms / 1000
-        self.blocks = Batcher(run_blocks, settings.workers, settings.max_batch, wait)
-        self.forwards = Batcher(self._forward, settings.cloud_concurrency, settings.max_batch, wait)
+        max_batch = settings.max_batch
+        if not main_path.manifest.get("batch_independent", True):  # see edge_server/split/prepare.py
+            log.warning("model %s: answers depend on batchmates (dynamic quantization); batching off", main_path.name)
+            max_batch = 1
+        self.blocks = Batcher(run_blocks, settings.workers, max_batch, wait)
+        self.forwards = Batcher(self._forward, settings.cloud_concurrency, max_batch, wait)
         self.cloud_block_ms: dict[str, list[float]] = {}  # variant -> the cloud's per-block times
         self.cloud_link = CloudLink()
         self._probe: asyncio.Task | None = None
