@@ -11,7 +11,7 @@ In order:
 4. with a batch fixed at 1, Reshapes whose constant target hard-codes that 1 copy the
    batch instead (also with allowzero=1, where the target holds no 0);
 5. an output with the batch on another axis (time-major [T, N, C]) gets a Transpose to
-   batch-first, so the edge can batch it like any other.
+   batch-first, as the tiers exchange every tensor (and the edge batches along axis 0).
 Each change is said once, in Prepared.notes, and so is a model whose samples must not share
 a batch: dynamically quantized ops (onnxruntime's quantize_dynamic) pick one scale per
 call from all the samples in it, so a sample's answer would depend on its batchmates.
@@ -194,44 +194,40 @@ def prepare(model: onnx.ModelProto, input_shape: tuple[int, ...] | None = None) 
     graph.output[0].type.tensor_type.ClearField("shape")
     batch_of_one = _fix_input(graph.input[0], input_shape)
     prune(graph)
-    prepared = Prepared(model, Shapes({}, {}))  # model and shapes are final at the end
+    notes = []
     folded = fold_constants(model)
     if folded:
-        prepared.notes.append(f"folded {folded} constant-only subgraph result(s) into constants (onnxruntime)")
+        notes.append(f"folded {folded} constant-only subgraph result(s) into constants (onnxruntime)")
     shapes = infer(model)
     if shapes.from_onnxruntime:
         converted = convert_opset(model)
         converted_shapes = None if converted is None else infer(converted)
         if converted_shapes is not None and len(converted_shapes.from_onnxruntime) < len(shapes.from_onnxruntime):
             opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-            prepared.notes.append(f"converted opset {opset} to {DATA_PROPAGATION_OPSET} (onnx's version converter) "
-                                  "so that shape inference follows computed shapes")
+            notes.append(f"converted opset {opset} to {DATA_PROPAGATION_OPSET} (onnx's version converter) so that "
+                         "shape inference follows computed shapes")
             model, shapes = converted, converted_shapes
         if shapes.from_onnxruntime:
-            prepared.notes.append(f"took {len(shapes.from_onnxruntime)} shape(s) that ONNX shape inference cannot "
-                                  "know from onnxruntime runs at batch 1 and 2")
-    prepared.model = model
+            notes.append(f"took {len(shapes.from_onnxruntime)} shape(s) that ONNX shape inference cannot know from "
+                         "onnxruntime runs at batch 1 and 2")
     while batch_of_one and (rewritten := _free_reshape_batch(model, shapes)):
-        prepared.notes.append(f"{rewritten} Reshape(s) hard-coding the batch 1 now copy the batch")
+        notes.append(f"{rewritten} Reshape(s) hard-coding the batch 1 now copy the batch")
         shapes = infer(model)
     output = model.graph.output[0].name
-    axis = _batch_axis(shapes, output)
+    axis = _batch_axis(shapes, output) or 0
     if axis:
         per_step = shapes.one[output][1]
         shown = ["N" if i == axis else d for i, d in enumerate(per_step)]
         output = _batch_first(model, axis, len(per_step))
         shapes = infer(model)
-        prepared.output_batch_axis = axis
-        prepared.notes.append(f"the output is {shown}, with the batch on axis {axis} (time-major): the blocks return "
-                              "it batch-first so that the edge can batch it")
+        notes.append(f"the output is {shown}, with the batch on axis {axis} (time-major): the blocks return it "
+                     "batch-first, as the tiers exchange every tensor")
     coupled = sorted({node.op_type for node in model.graph.node if node.op_type in BATCH_COUPLED_OPS})
     if coupled:
-        prepared.batch_independent = False
-        prepared.notes.append(f"{', '.join(coupled)} quantize(s) per call, over all the samples in it: the edge "
-                              "will not batch requests for this model, so that no answer depends on another's input")
+        notes.append(f"{', '.join(coupled)} quantize(s) per call, over all the samples in it: the edge will not "
+                     "batch requests for this model, so that no answer depends on another's input")
     sample = shapes.servable().get(output)
     if sample is None:
         raise _output_error(model, shapes, output)
     model.graph.output[0].type.CopyFrom(helper.make_tensor_type_proto(shapes.dtype(output), [BATCH, *sample]))
-    prepared.shapes = shapes
-    return prepared
+    return Prepared(model, shapes, axis, not coupled, notes)

@@ -35,7 +35,7 @@ from edge_server.split.cut_points import (
     params,
     split_model,
 )
-from edge_server.split.prepare import prepare
+from edge_server.split.prepare import Prepared, prepare
 from edge_server.split.samples import SAMPLES_FILE, read_pictures, sample_inputs, samples_entry, samples_file
 from edge_server.split.shapes import dtype_name, ort_session, sample_input
 from edge_server.split.source import SourceRunner, load
@@ -93,8 +93,43 @@ def _check(full: onnx.ModelProto, pieces: list[onnx.ModelProto], source: SourceR
 
 
 def _cut_bytes(shape: list[int], dtype: str) -> int:
-    """Bytes per sample of a cut tensor sent exactly (f32 for floats, one byte for 8-bit integers)."""
-    return math.prod(shape) * (1 if dtype in ("uint8", "int8") else 4)
+    """Bytes per sample of a cut tensor in its own dtype (what f32, f16 or the exact 8-bit path send)."""
+    return math.prod(shape) * np.dtype(dtype).itemsize
+
+
+def _block_entries(prepared: Prepared, pieces: list[onnx.ModelProto], ends: list[str],
+                   files: dict[str, bytes]) -> list[dict]:
+    shapes = prepared.shapes
+    sample, known = shapes.servable(), {t: shape for t, (_, shape) in shapes.one.items() if shape}
+    return [{
+        "index": k,
+        "name": ends[k + 1],
+        "file": f"block{k}.onnx",
+        "bytes": len(files[f"block{k}.onnx"]),
+        "input_shape": sample[ends[k]],
+        "output_shape": sample[ends[k + 1]],
+        "input_dtype": dtype_name(shapes.dtype(ends[k])),
+        "output_dtype": dtype_name(shapes.dtype(ends[k + 1])),
+        "output_bytes_per_sample": _cut_bytes(sample[ends[k + 1]], dtype_name(shapes.dtype(ends[k + 1]))),
+        "macs": sum(node_macs(node, known) for node in piece.graph.node),
+        "params": params(piece),
+        "ops": None,
+        "onnx_ops": sorted({node.op_type for node in piece.graph.node}),
+    } for k, piece in enumerate(pieces)]
+
+
+def _warnings(manifest: dict, prepared: Prepared, valid: list[str], max_blocks: int, all_cuts: bool) -> list[str]:
+    """A cut too large for the edge's frame limit, and why there are fewer blocks than asked for."""
+    notes = []
+    limit = Settings().max_frame_bytes
+    too_large = [c for c in manifest["cuts"][:-1] if c["bytes_per_sample"] + FRAME_HEADER_BYTES > limit]
+    if too_large:
+        notes.append(f"warning: {len(too_large)} cut(s) carry more than the edge's frame limit of {limit:,} bytes "
+                     f"per sample ({', '.join(repr(c['tensor']) for c in too_large)}): a plan sending one of "
+                     "them needs a smaller codec or fails (Settings.max_frame_bytes)")
+    if not all_cuts and len(manifest["blocks"]) < max_blocks:
+        notes.append(f"{len(manifest['blocks'])} blocks, not {max_blocks}: {few_blocks_reason(prepared, valid)}")
+    return notes
 
 
 def make_split(model_path: Path, name: str | None = None, max_blocks: int = 12, all_cuts: bool = False, *,
@@ -112,17 +147,15 @@ def make_split(model_path: Path, name: str | None = None, max_blocks: int = 12, 
     chosen = valid if all_cuts else balanced_cuts(prepared, valid, max_blocks)
     pieces = split_model(prepared, chosen)
     full, shapes = prepared.model, prepared.shapes
-    sample, ends = shapes.servable(), [full.graph.input[0].name, *chosen, full.graph.output[0].name]
+    ends = [full.graph.input[0].name, *chosen, full.graph.output[0].name]
     dtypes = {t: dtype_name(shapes.dtype(t)) for t in ends}
     diffs, full_y = _check(full, pieces, SourceRunner(model_path, source_model, prepared.output_batch_axis),
                            tolerance(list(dtypes.values()), prepared.batch_independent))
     model_input = input_entry(prepared, rule or PictureRule(), rule is not None)
     model_output, classes = output_entry(prepared, source_model, full_y, labels)
-    known = {t: shape for t, (_, shape) in shapes.one.items() if shape}
 
     files = {f"block{k}.onnx": piece.SerializeToString() for k, piece in enumerate(pieces)}
     files["full.onnx"] = full.SerializeToString()
-    split = Split(files, {}, list(prepared.notes))
     if decoded:
         if "preprocess" not in model_input:
             raise SplitError(f"--samples: the model's input {model_input['shape']} is not a picture (an NCHW or "
@@ -132,6 +165,7 @@ def make_split(model_path: Path, name: str | None = None, max_blocks: int = 12, 
         argmax = (ort_session(full).run(None, {ends[0]: inputs})[0].reshape(len(inputs), -1).argmax(axis=1)
                   .astype(np.int64) if is_classifier else None)
         files[SAMPLES_FILE] = samples_file(inputs, argmax)
+    sample = shapes.servable()
     manifest = {
         "format": MANIFEST_FORMAT,
         "version": 1,
@@ -144,21 +178,7 @@ def make_split(model_path: Path, name: str | None = None, max_blocks: int = 12, 
                    "chain_max_abs_diff": diffs["source"]},
         "input": model_input,
         "output": model_output,
-        "blocks": [{
-            "index": k,
-            "name": ends[k + 1],
-            "file": f"block{k}.onnx",
-            "bytes": len(files[f"block{k}.onnx"]),
-            "input_shape": sample[ends[k]],
-            "output_shape": sample[ends[k + 1]],
-            "input_dtype": dtypes[ends[k]],
-            "output_dtype": dtypes[ends[k + 1]],
-            "output_bytes_per_sample": _cut_bytes(sample[ends[k + 1]], dtypes[ends[k + 1]]),
-            "macs": sum(node_macs(node, known) for node in piece.graph.node),
-            "params": params(piece),
-            "ops": None,
-            "onnx_ops": sorted({node.op_type for node in piece.graph.node}),
-        } for k, piece in enumerate(pieces)],
+        "blocks": _block_entries(prepared, pieces, ends, files),
         "macs_note": MACS_NOTE,
         "cuts": [{"before_block": k, "tensor": t, "dtype": dtypes[t], "bytes_per_sample": _cut_bytes(sample[t], dtypes[t])}
                  for k, t in enumerate(ends)],
@@ -168,16 +188,7 @@ def make_split(model_path: Path, name: str | None = None, max_blocks: int = 12, 
     if decoded:
         manifest["samples"] = samples_entry(pictures, files[SAMPLES_FILE], is_classifier)
     manifest["artifacts"] = {file: hashlib.sha256(data).hexdigest() for file, data in files.items()}
-    split.manifest = manifest
-    limit = Settings().max_frame_bytes
-    too_large = [c for c in manifest["cuts"][:-1] if c["bytes_per_sample"] + FRAME_HEADER_BYTES > limit]
-    if too_large:
-        split.notes.append(f"warning: {len(too_large)} cut(s) carry more than the edge's frame limit of {limit:,} "
-                           f"bytes per sample exactly ({', '.join(repr(c['tensor']) for c in too_large)}): a plan "
-                           "sending one of them needs a smaller codec or fails (Settings.max_frame_bytes)")
-    if not all_cuts and len(pieces) < max_blocks:
-        split.notes.append(f"{len(pieces)} blocks, not {max_blocks}: {few_blocks_reason(prepared, valid)}")
-    return split
+    return Split(files, manifest, [*prepared.notes, *_warnings(manifest, prepared, valid, max_blocks, all_cuts)])
 
 
 def _replaceable(out_dir: Path) -> bool:

@@ -162,6 +162,9 @@ def picture_to_input(pixels: np.ndarray, model_input: dict) -> np.ndarray:
     height, width, channels, layout = picture_geometry(model_input)
     rule = PictureRule.from_manifest(model_input.get("preprocess") or {})
     rule.check(channels)
+    dtype = np.dtype(model_input.get("dtype", "float32"))
+    if dtype not in (np.float32, np.float16, np.uint8):
+        raise InputError(f"the model's input is {dtype}; pictures become float32, float16 or uint8 inputs")
     if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 or pixels.ndim not in (2, 3) \
             or (pixels.ndim == 3 and pixels.shape[2] not in (3, 4)) or not pixels.size:
         raise InputError("expected a picture as uint8 (H, W, 3) RGB, (H, W, 4) RGBA or (H, W) grey; got "
@@ -179,9 +182,6 @@ def picture_to_input(pixels: np.ndarray, model_input: dict) -> np.ndarray:
     resized = resize(colour, *size)
     top, left = (size[0] - height) // 2, (size[1] - width) // 2
     x = resized[top:top + height, left:left + width]
-    dtype = np.dtype(model_input.get("dtype", "float32"))
-    if dtype not in (np.float32, np.float16, np.uint8):
-        raise InputError(f"the model's input is {dtype}; pictures become float32, float16 or uint8 inputs")
     if dtype == np.uint8:
         x = np.clip(np.rint(x), 0, 255)
     else:
