@@ -213,3 +213,15 @@ def test_the_printed_check_is_against_the_source_file(tmp_path: Path, capsys: py
     assert "chained blocks vs resnet.onnx: max abs diff" in out and "vs full.onnx" in out
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["source"]["chain_max_abs_diff"] <= 1e-4
+
+
+def test_a_shape_nobody_can_know_names_the_node_that_lost_it(tmp_path: Path) -> None:
+    b = kinds.Builder()
+    t = b.node("Gelu", b.node("Relu", b.conv("x", 3, 4)), domain="com.microsoft")  # no shape inference for it
+    t = b.node("Reshape", t, b.const([1, 256]))  # a batch of 1 written by hand: onnxruntime fails at batch 2
+    model = b.model(b.node("Gemm", t, b.weight(256, 5)), ["N", 3, 8, 8])
+    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    onnx.save(model, tmp_path / "model.onnx")
+    with pytest.raises(SplitError, match=r"lost the shapes from node 't3' \(Gelu\) on, and onnxruntime could not "
+                                         r"supply them \(at batch 2: .*Reshape"):
+        make_split(tmp_path / "model.onnx")

@@ -8,8 +8,8 @@ file given, and writes block{k}.onnx, full.onnx and manifest.json. Serve the res
 docs/split.md says which graphs it supports, which it refuses, and why.
 
 The picture options say how a photo becomes the model's input (the manifest records
-them as input.preprocess, and the page uses them for uploads): resize, centre crop,
-channel order, (pixels / scale - mean) / std. E.g. ImageNet-style: --mean 0.485 0.456
+them as input.preprocess; strata.preprocess.picture_to_input applies them): resize,
+centre crop, channel order, (pixels / scale - mean) / std. E.g. ImageNet-style: --mean 0.485 0.456
 0.406 --std 0.229 0.224 0.225; Caffe-style BGR mean subtraction on 0..255: --bgr --scale 1
 --mean 104 117 123. With --samples it also writes samples.npz, those pictures as input
 tensors, labelled (for a classifier) with the full model's argmax.
