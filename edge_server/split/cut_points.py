@@ -58,6 +58,7 @@ class Walk:
 
 
 def walk(graph: onnx.GraphProto) -> Walk:
+    """Walk a prepared graph's nodes in order, keeping the live set (see the module docstring)."""
     source, sink = graph.input[0].name, graph.output[0].name
     constant = constant_tensors(graph)
     needed, reads = ancestors(graph, sink, stop=source)

@@ -85,7 +85,7 @@ def read_infer(frame: Frame, cut_shapes: Mapping[str, list[tuple[int, ...]]],
                                          f"with N >= 1; got {tuple(x.shape)}", request_id)
     dtypes = (cut_dtypes or {}).get(variant)
     dtype = np.dtype(dtypes[plan.a] if dtypes else "float32")
-    if (dtype.kind == "f") != (x.dtype.kind == "f") or (dtype.kind != "f" and x.dtype != dtype):
+    if x.dtype != dtype and not dtype.kind == x.dtype.kind == "f":
         raise RequestError("bad-tensor", f"the input of block {plan.a} is {dtype.name}; got {x.dtype.name}", request_id)
     x = x.astype(dtype, copy=False)
     device_ms = header.get("device_ms", 0.0)
