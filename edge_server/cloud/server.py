@@ -35,12 +35,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from edge_server.blocks.main_path import MainPath, session_options
+from edge_server.blocks.main_path import ORT_DTYPES, MainPath, session_options
 from edge_server.blocks.variants import Variants
 from edge_server.cloud import protocol
 from edge_server.edge.cloud_client import suffix_model_name
 
 SERVER_NAME = "strata-cloud"
+
+
+def _datatype(arg: ort.NodeArg) -> str:
+    """The protocol's datatype of a graph input or output, e.g. FP32, FP16, UINT8."""
+    return protocol.datatype_of(np.empty(0, ORT_DTYPES[arg.type]))
 
 
 @dataclass
@@ -53,7 +58,7 @@ class ServedModel:
 
     def _describe(self, arg: ort.NodeArg) -> dict:
         shape = [d if isinstance(d, int) else -1 for d in arg.shape]
-        return {"name": arg.name, "datatype": "FP32", "shape": shape}
+        return {"name": arg.name, "datatype": _datatype(arg), "shape": shape}
 
     def metadata(self) -> dict:
         metadata = {
@@ -74,8 +79,9 @@ class ServedModel:
         expected = [d if isinstance(d, int) else -1 for d in spec.shape]
         if x.ndim != len(expected) or any(e not in (-1, d) for e, d in zip(expected, x.shape)):
             raise protocol.ProtocolError(f"model {self.name} input {spec.name!r} needs shape {expected}, got {list(x.shape)}")
-        if x.dtype != np.float32:
-            raise protocol.ProtocolError(f"model {self.name} input {spec.name!r} needs FP32, got {protocol.datatype_of(x)}")
+        if protocol.datatype_of(x) != _datatype(spec):
+            raise protocol.ProtocolError(f"model {self.name} input {spec.name!r} needs {_datatype(spec)}, "
+                                         f"got {protocol.datatype_of(x)}")
         if not np.isfinite(x).all():
             raise protocol.ProtocolError(f"model {self.name} input {spec.name!r} contains NaN or Inf")
         return x

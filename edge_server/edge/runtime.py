@@ -62,8 +62,12 @@ class EdgeRuntime:
         self.variants = Variants(main_path, settings.variant_cache_bytes)
         run_blocks, self._pool = in_threads(self.variants.run, settings.workers)
         wait = settings.max_wait_ms / 1000
-        self.blocks = Batcher(run_blocks, settings.workers, settings.max_batch, wait)
-        self.forwards = Batcher(self._forward, settings.cloud_concurrency, settings.max_batch, wait)
+        max_batch = settings.max_batch
+        if not main_path.manifest.get("batch_independent", True):  # see edge_server/split/prepare.py
+            log.warning("model %s: answers depend on batchmates (dynamic quantization); batching off", main_path.name)
+            max_batch = 1
+        self.blocks = Batcher(run_blocks, settings.workers, max_batch, wait)
+        self.forwards = Batcher(self._forward, settings.cloud_concurrency, max_batch, wait)
         self.cloud_block_ms: dict[str, list[float]] = {}  # variant -> the cloud's per-block times
         self.cloud_link = CloudLink()
         self._probe: asyncio.Task | None = None
@@ -113,6 +117,11 @@ class EdgeRuntime:
         """Per variant served, each block's input shape and the logits' (without batch)."""
         return {name: info.cut_shapes for name, info in self.variants.info.items()}
 
+    @property
+    def cut_dtypes(self) -> dict[str, list[str]]:
+        """Per variant served, each block's input dtype and the logits' (variants keep the model's)."""
+        return {name: self.main_path.cut_dtypes for name in self.variants.info}
+
     def hello(self) -> dict:
         """Capabilities sent to each new connection: the model, its cuts, the costs here and
         beyond, for the unpruned model and for each variant served."""
@@ -124,6 +133,7 @@ class EdgeRuntime:
             "model_version": manifest["version"],
             "blocks": len(self.main_path),
             "cut_shapes": [list(shape) for shape in base.cut_shapes],
+            "cut_dtypes": self.main_path.cut_dtypes,
             "edge_block_ms": base.block_ms,
             "cloud": self.cloud is not None,
             "cloud_block_ms": self.cloud_block_ms.get("", base.block_ms),

@@ -41,7 +41,7 @@ class EdgeSession:
         if frame.type is not MessageType.INFER:
             return _error("unsupported", f"the edge accepts PING and INFER frames, not {frame.type.name}")
         try:
-            request = read_infer(frame, self.runtime.cut_shapes)
+            request = read_infer(frame, self.runtime.cut_shapes, self.runtime.cut_dtypes)
             result = await self.runtime.infer(request)
         except RequestError as exc:
             return wire.encode(error_frame(exc))

@@ -1,5 +1,10 @@
-"""Check the blocks against the full model and write them: block{k}.onnx, full.onnx and
-manifest.json, the folder `strata serve` and `strata cloud` serve (STRATA_MODELS_DIR).
+"""Split a model, check the blocks against the user's file, and write them: block{k}.onnx,
+full.onnx, manifest.json and, with pictures, samples.npz: the folder `strata serve` and
+`strata cloud` serve (STRATA_MODELS_DIR).
+
+Every input (the model, its weights file, --labels, --samples) is read and checked before
+anything is written, and the folder is written whole or not at all: into a temporary
+folder beside it, renamed into place at the end.
 """
 
 from __future__ import annotations
@@ -7,122 +12,228 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnx
+from strata.preprocess import PictureRule
 
+from edge_server.config import Settings
+from edge_server.split import SplitError
+from edge_server.split.contract import class_count, input_entry, output_entry, read_labels
 from edge_server.split.cut_points import (
     CUT_RULE,
     MACS_NOTE,
     balanced_cuts,
+    few_blocks_reason,
     find_cut_points,
     node_macs,
     params,
     split_model,
 )
-from edge_server.split.prepare import (
-    SplitError,
-    prepare,
-    servable_shapes,
-    shape_table,
-    shapes_at,
-)
+from edge_server.split.prepare import Prepared, prepare
+from edge_server.split.samples import SAMPLES_FILE, read_pictures, sample_inputs, samples_entry, samples_file
+from edge_server.split.shapes import dtype_name, ort_session, sample_input
+from edge_server.split.source import SourceRunner, load
+
+MANIFEST_FORMAT = "strata-model-manifest"
+# (rtol, atol) of the check, by what crosses the cuts (see tolerance()).
+TOLERANCE = (1e-4, 1e-5)
+HALF_TOLERANCE = (2 * float(np.finfo(np.float16).eps),) * 2
+QUANTIZED_TOLERANCE = (1e-2, 1e-2)
+FRAME_HEADER_BYTES = 256  # an INFER frame's preamble and JSON header, generously (docs/protocol.md)
 
 
-def _layout(shape: list[int]) -> str | None:
-    """Guess for an image input (per-sample shape): NHWC if it ends, and does not start, with 1, 3 or 4 channels."""
-    if len(shape) != 3:
-        return None
-    return "NHWC" if shape[-1] in (1, 3, 4) and shape[0] not in (1, 3, 4) else "NCHW"
+@dataclass
+class Split:
+    """A split in memory: the files of its folder, its manifest, and what to tell the user."""
+
+    files: dict[str, bytes]
+    manifest: dict
+    notes: list[str] = field(default_factory=list)
 
 
-def _run_chain(full: onnx.ModelProto, pieces: list[onnx.ModelProto], sample_shape: list[int]) -> float:
-    """Max |full(x) - pieces chained(x)| on a random batch of 2, which also proves the batch is free."""
-    import onnxruntime as ort
+def tolerance(dtypes: list[str], batch_independent: bool) -> tuple[float, float]:
+    """(rtol, atol) within which the chained blocks must match the source, given the dtypes at
+    the cuts: float32 results of the same ops in another order or fusion agree to 1e-4; float16
+    tensors are rounded at every cut, where onnxruntime computes inside one session in float32
+    (it casts around float16 ops), so they agree to 2 ulp of float16 at 1.0 (about 2e-3);
+    dynamically quantized ops run different int8 kernels per session (prepacked weights or
+    not), which round differently: up to 1.6e-3 of the output's scale on tests' fixture."""
+    if not batch_independent:
+        return QUANTIZED_TOLERANCE
+    return HALF_TOLERANCE if "float16" in dtypes else TOLERANCE
 
-    def run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-        return session.run(None, {model.graph.input[0].name: x})[0]
 
-    x = np.random.default_rng(0).normal(size=(2, *sample_shape)).astype(np.float32)
+def _check(full: onnx.ModelProto, pieces: list[onnx.ModelProto], source: SourceRunner,
+           rtol_atol: tuple[float, float]) -> tuple[dict, np.ndarray]:
+    """Run the user's file, full.onnx and the chained blocks on a random batch of 2 (which also
+    proves the batch is free); return the max abs differences and full.onnx's output."""
+    x = sample_input(full, 2)
     try:
-        expected, y = run(full, x), x
+        expected = source.run(x)
+        full_y = ort_session(full).run(None, {full.graph.input[0].name: x})[0]
+        y = x
         for piece in pieces:
-            y = run(piece, y)
-    except Exception as exc:
+            y = ort_session(piece).run(None, {piece.graph.input[0].name: y})[0]
+    except Exception as exc:  # onnxruntime raises its own types
         raise SplitError(f"onnxruntime cannot run the model or its blocks at batch 2 ({exc}); if a node hard-codes "
                          "batch 1 (e.g. a computed Reshape target), re-export the model with a dynamic batch") from exc
-    if not np.allclose(y, expected, rtol=1e-4, atol=1e-5):
-        raise SplitError(f"the chained blocks differ from the full model by up to {np.abs(y - expected).max():g}; "
-                         "this is a bug in strata split: please report it with the model")
-    return float(np.abs(expected - y).max())
+    expected, full_y, y = (a.astype(np.float64) for a in (expected, full_y, y))
+    for reference, what in ((expected, "the source model"), (full_y, "full.onnx")):
+        if reference.shape != y.shape or not np.allclose(y, reference, *rtol_atol):
+            diff = np.abs(y - reference).max() if reference.shape == y.shape else f"shape {reference.shape}"
+            raise SplitError(f"the chained blocks differ from {what} by up to {diff} (shape {y.shape}); this is "
+                             "a bug in strata split: please report it with the model")
+    return {"source": float(np.abs(expected - y).max()), "full": float(np.abs(full_y - y).max())}, full_y
 
 
-def _load(model_path: Path) -> tuple[bytes, onnx.ModelProto]:
-    if not model_path.is_file():
-        raise SplitError(f"{model_path} does not exist")
+def _cut_bytes(shape: list[int], dtype: str) -> int:
+    """Bytes per sample of a cut tensor in its own dtype (what f32, f16 or the exact 8-bit path send)."""
+    return math.prod(shape) * np.dtype(dtype).itemsize
+
+
+def _block_entries(prepared: Prepared, pieces: list[onnx.ModelProto], ends: list[str],
+                   files: dict[str, bytes]) -> list[dict]:
+    shapes = prepared.shapes
+    sample, known = shapes.servable(), {t: shape for t, (_, shape) in shapes.one.items() if shape}
+    return [{
+        "index": k,
+        "name": ends[k + 1],
+        "file": f"block{k}.onnx",
+        "bytes": len(files[f"block{k}.onnx"]),
+        "input_shape": sample[ends[k]],
+        "output_shape": sample[ends[k + 1]],
+        "input_dtype": dtype_name(shapes.dtype(ends[k])),
+        "output_dtype": dtype_name(shapes.dtype(ends[k + 1])),
+        "output_bytes_per_sample": _cut_bytes(sample[ends[k + 1]], dtype_name(shapes.dtype(ends[k + 1]))),
+        "macs": sum(node_macs(node, known) for node in piece.graph.node),
+        "params": params(piece),
+        "ops": None,
+        "onnx_ops": sorted({node.op_type for node in piece.graph.node}),
+    } for k, piece in enumerate(pieces)]
+
+
+def _warnings(manifest: dict, prepared: Prepared, valid: list[str], max_blocks: int, all_cuts: bool) -> list[str]:
+    """A cut too large for the edge's frame limit, and why there are fewer blocks than asked for."""
+    notes = []
+    limit = Settings().max_frame_bytes
+    too_large = [c for c in manifest["cuts"][:-1] if c["bytes_per_sample"] + FRAME_HEADER_BYTES > limit]
+    if too_large:
+        notes.append(f"warning: {len(too_large)} cut(s) carry more than the edge's frame limit of {limit:,} bytes "
+                     f"per sample ({', '.join(repr(c['tensor']) for c in too_large)}): a plan sending one of "
+                     "them needs a smaller codec or fails (Settings.max_frame_bytes)")
+    if not all_cuts and len(manifest["blocks"]) < max_blocks:
+        notes.append(f"{len(manifest['blocks'])} blocks, not {max_blocks}: {few_blocks_reason(prepared, valid)}")
+    return notes
+
+
+def make_split(model_path: Path, name: str | None = None, max_blocks: int = 12, all_cuts: bool = False, *,
+               input_shape: tuple[int, ...] | None = None, rule: PictureRule | None = None,
+               labels_file: Path | None = None, pictures: list[Path] | None = None) -> Split:
+    """Split the model at balanced (or all) cut points, in memory; see write_split."""
+    model_path = Path(model_path)
+    if max_blocks < 1:
+        raise SplitError(f"--max-blocks must be at least 1, not {max_blocks}")
+    source_model, source_bytes = load(model_path)
+    labels = read_labels(labels_file) if labels_file else None
+    decoded = read_pictures(pictures) if pictures else []
+    prepared = prepare(source_model, input_shape)
+    valid = find_cut_points(prepared)
+    chosen = valid if all_cuts else balanced_cuts(prepared, valid, max_blocks)
+    pieces = split_model(prepared, chosen)
+    full, shapes = prepared.model, prepared.shapes
+    ends = [full.graph.input[0].name, *chosen, full.graph.output[0].name]
+    dtypes = {t: dtype_name(shapes.dtype(t)) for t in ends}
+    diffs, full_y = _check(full, pieces, SourceRunner(model_path, source_model, prepared.output_batch_axis),
+                           tolerance(list(dtypes.values()), prepared.batch_independent))
+    model_input = input_entry(prepared, rule or PictureRule(), rule is not None)
+    model_output, classes = output_entry(prepared, source_model, full_y, labels)
+
+    files = {f"block{k}.onnx": piece.SerializeToString() for k, piece in enumerate(pieces)}
+    files["full.onnx"] = full.SerializeToString()
+    if decoded:
+        if "preprocess" not in model_input:
+            raise SplitError(f"--samples: the model's input {model_input['shape']} is not a picture (an NCHW or "
+                             "NHWC input with 1 or 3 channels)")
+        inputs = sample_inputs(decoded, model_input)
+        is_classifier = class_count(model_output["shape"]) is not None
+        argmax = (ort_session(full).run(None, {ends[0]: inputs})[0].reshape(len(inputs), -1).argmax(axis=1)
+                  .astype(np.int64) if is_classifier else None)
+        files[SAMPLES_FILE] = samples_file(inputs, argmax)
+    sample = shapes.servable()
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "version": 1,
+        "name": name or model_path.stem,
+        "model_id": hashlib.sha256(source_bytes).hexdigest()[:16],
+        **({"classes": classes} if classes else {}),
+        "batch_independent": prepared.batch_independent,
+        "source": {"file": model_path.name, "bytes": len(source_bytes), "valid_cut_points": len(valid),
+                   "rule": "every valid cut point" if all_cuts else CUT_RULE, "changes": prepared.notes,
+                   "chain_max_abs_diff": diffs["source"]},
+        "input": model_input,
+        "output": model_output,
+        "blocks": _block_entries(prepared, pieces, ends, files),
+        "macs_note": MACS_NOTE,
+        "cuts": [{"before_block": k, "tensor": t, "dtype": dtypes[t], "bytes_per_sample": _cut_bytes(sample[t], dtypes[t])}
+                 for k, t in enumerate(ends)],
+        "full_graph": {"file": "full.onnx", "bytes": len(files["full.onnx"]), "input": ends[0], "output": ends[-1],
+                       "chain_max_abs_diff": diffs["full"]},
+    }
+    if decoded:
+        manifest["samples"] = samples_entry(pictures, files[SAMPLES_FILE], is_classifier)
+    manifest["artifacts"] = {file: hashlib.sha256(data).hexdigest() for file, data in files.items()}
+    return Split(files, manifest, [*prepared.notes, *_warnings(manifest, prepared, valid, max_blocks, all_cuts)])
+
+
+def _replaceable(out_dir: Path) -> bool:
+    """An output folder split may replace: absent, empty, or an earlier split's."""
+    if not out_dir.exists():
+        return True
+    if not out_dir.is_dir():
+        return False
     try:
-        model = onnx.load(str(model_path))
-    except Exception as exc:
-        raise SplitError(f"{model_path} is not an ONNX model ({type(exc).__name__}: {exc})") from exc
-    if not model.graph.node:
-        raise SplitError(f"{model_path} is not an ONNX model, or its graph has no nodes")
-    return model_path.read_bytes(), model
+        return json.loads((out_dir / "manifest.json").read_text()).get("format") == MANIFEST_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return not any(out_dir.iterdir())
+
+
+def write_folder(out_dir: Path, files: dict[str, bytes], manifest: dict) -> None:
+    """Write the files and manifest.json into out_dir whole or not at all: into a temporary
+    folder beside it, then renamed into place (an earlier split there is replaced)."""
+    out_dir = Path(out_dir).absolute()
+    if not _replaceable(out_dir):
+        raise SplitError(f"{out_dir} exists and is not a folder strata split wrote; choose another --out")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        for file, data in {**files, "manifest.json": (json.dumps(manifest, indent=1) + "\n").encode()}.items():
+            (staging / file).write_bytes(data)
+        if out_dir.exists():
+            old = out_dir.with_name(f"{staging.name}.old")
+            os.rename(out_dir, old)
+            os.rename(staging, out_dir)
+            shutil.rmtree(old)
+        else:
+            os.rename(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def write_split(model_path: Path, out_dir: Path, name: str | None = None, max_blocks: int = 12,
-                all_cuts: bool = False) -> dict:
-    """Split the model at balanced (or all) cut points; write block{k}.onnx, full.onnx and manifest.json.
+                all_cuts: bool = False, **options) -> dict:
+    """Split the model at balanced (or all) cut points and write the folder (see the module
+    docstring); return the manifest. Raises SplitError, naming the cause and what to do, for
+    a model it cannot split or an input it cannot use; nothing is written then.
 
-    Returns the manifest. Raises SplitError, with what to do, for models it cannot split.
+    options: input_shape (per-sample, for dynamic dimensions), rule (a PictureRule, the
+    --samples options), labels_file, pictures (paths for samples.npz); see make_split.
     """
-    model_path, out_dir = Path(model_path), Path(out_dir)
-    if max_blocks < 1:
-        raise SplitError(f"--max-blocks must be at least 1, not {max_blocks}")
-    source, model = _load(model_path)
-    full = prepare(model)
-    valid = find_cut_points(full)
-    chosen = valid if all_cuts else balanced_cuts(full, valid, max_blocks)
-    pieces = split_model(full, chosen)
-    graph, sample = full.graph, servable_shapes(full)
-    ends = [graph.input[0].name, *chosen, graph.output[0].name]
-    diff = _run_chain(full, pieces, sample[ends[0]])
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = {f"block{k}.onnx": piece.SerializeToString() for k, piece in enumerate(pieces)}
-    files["full.onnx"] = full.SerializeToString()
-    for file, data in files.items():
-        (out_dir / file).write_bytes(data)
-    shapes = shape_table(shapes_at(full, 1))
-    manifest = {
-        "format": "strata-model-manifest",
-        "version": 1,
-        "name": name or model_path.stem,
-        "model_id": hashlib.sha256(source).hexdigest()[:16],
-        "source": {"file": model_path.name, "bytes": len(source), "valid_cut_points": len(valid),
-                   "rule": "every valid cut point" if all_cuts else CUT_RULE},
-        "input": {"name": ends[0], "shape": sample[ends[0]], "layout": _layout(sample[ends[0]]),
-                  "dtype": "float32"},
-        "blocks": [{
-            "index": k,
-            "name": ends[k + 1],
-            "file": f"block{k}.onnx",
-            "bytes": len(files[f"block{k}.onnx"]),
-            "input_shape": sample[ends[k]],
-            "output_shape": sample[ends[k + 1]],
-            "output_bytes_per_sample": 4 * math.prod(sample[ends[k + 1]]),
-            "macs": sum(node_macs(node, shapes) for node in piece.graph.node),
-            "params": params(piece),
-            "ops": None,
-            "onnx_ops": sorted({node.op_type for node in piece.graph.node}),
-        } for k, piece in enumerate(pieces)],
-        "macs_note": MACS_NOTE,
-        "cuts": [{"before_block": k, "tensor": t, "bytes_per_sample": 4 * math.prod(sample[t])}
-                 for k, t in enumerate(ends)],
-        "full_graph": {"file": "full.onnx", "bytes": len(files["full.onnx"]), "input": ends[0], "output": ends[-1],
-                       "chain_max_abs_diff": diff},
-        "artifacts": {file: hashlib.sha256(data).hexdigest() for file, data in files.items()},
-    }
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    return manifest
+    split = make_split(model_path, name, max_blocks, all_cuts, **options)
+    write_folder(out_dir, split.files, split.manifest)
+    return split.manifest

@@ -9,6 +9,11 @@ A codec name is a base, optionally followed by "+z" for a lossless zlib pass:
 
 "+z" pays off on activations after ReLU, which are mostly zeros. The choice of codec is
 part of the plan; docs/codecs.md has the measured bytes and accuracy of each.
+
+The bases are for float tensors (float32, or float16, which f32 and f16 carry exactly).
+An 8-bit integer tensor (uint8 camera pixels, a quantized model's activations) already
+is as small as i8 and must arrive exact: whatever the plan's codec, it travels as its
+own bytes (still zlib-compressed under "+z"), and the header names its `dtype`.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import numpy as np
 BASES = ("f32", "f16", "i8", "i8c")
 CODECS = tuple(f"{base}{z}" for base in BASES for z in ("", "+z"))
 ZLIB_LEVEL = 1  # level 1 gets nearly all of the gain on sparse activations, at a fraction of the time
+EXACT_DTYPES = ("uint8", "int8")  # integer tensors sent as they are, whatever the codec
 
 
 class CodecError(ValueError):
@@ -39,8 +45,13 @@ def _scale(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
 
 
 def encode_tensor(x: np.ndarray, codec: str) -> tuple[dict, bytes]:
-    """Encode a float32 tensor; return (header fields, payload bytes)."""
+    """Encode a float tensor by the codec, or an 8-bit integer one exactly (EXACT_DTYPES);
+    return (header fields, payload bytes)."""
     base, compress = _split(codec)
+    if x.dtype.name in EXACT_DTYPES:
+        data = np.ascontiguousarray(x).tobytes()
+        header = {"codec": codec, "shape": list(x.shape), "dtype": x.dtype.name}
+        return header, zlib.compress(data, ZLIB_LEVEL) if compress else data
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not np.isfinite(x).all():
         raise CodecError("tensor contains NaN or Inf; refusing to encode it")
@@ -60,8 +71,12 @@ def encode_tensor(x: np.ndarray, codec: str) -> tuple[dict, bytes]:
 
 
 def decode_tensor(header: dict, payload: bytes, max_elements: int = 1 << 26) -> np.ndarray:
-    """Decode what encode_tensor made, checking every field; the result is float32."""
+    """Decode what encode_tensor made, checking every field; the result is float32, or the
+    header's integer `dtype`."""
     base, compressed = _split(header.get("codec", ""))
+    exact = header.get("dtype")
+    if exact is not None and exact not in EXACT_DTYPES:
+        raise CodecError(f"tensor dtype must be one of {', '.join(EXACT_DTYPES)} if given, got {exact!r}")
     shape = header.get("shape")
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
         raise CodecError(f"tensor shape must be a list of non-negative integers, got {shape!r}")
@@ -73,9 +88,12 @@ def decode_tensor(header: dict, payload: bytes, max_elements: int = 1 << 26) -> 
             payload = zlib.decompressobj().decompress(payload, count * 4 + 1)
         except zlib.error as exc:
             raise CodecError(f"payload is not valid zlib data: {exc}") from None
-    itemsize = {"f32": 4, "f16": 2}.get(base, 1)
+    itemsize = 1 if exact else {"f32": 4, "f16": 2}.get(base, 1)
     if len(payload) != count * itemsize:
-        raise CodecError(f"payload holds {len(payload)} bytes; shape {shape} as {base} needs {count * itemsize}")
+        raise CodecError(f"payload holds {len(payload)} bytes; shape {shape} as {exact or base} needs "
+                         f"{count * itemsize}")
+    if exact:
+        return np.frombuffer(payload, exact).reshape(shape).copy()
     if base == "f32":
         x = np.frombuffer(payload, np.float32).reshape(shape).copy()
     elif base == "f16":
@@ -99,13 +117,15 @@ def _scales(header: dict, base: str, shape: list[int]) -> np.ndarray:
     return values.reshape(())
 
 
-def encoded_bytes(codec: str, shape: tuple[int, ...] | list[int], z_ratio: float = 1.0) -> int:
-    """Expected payload bytes of one sample of `shape` (no batch) under `codec`.
+def encoded_bytes(codec: str, shape: tuple[int, ...] | list[int], z_ratio: float = 1.0,
+                  dtype: str = "float32") -> int:
+    """Expected payload bytes of one sample of `shape` (no batch) and `dtype` under `codec`.
 
-    Exact for the bases; for "+z" the base size divided by `z_ratio`, the compression
-    ratio last seen on real tensors at that cut (zlib's gain depends on the data).
+    Exact for the bases (one byte per element for EXACT_DTYPES, whatever the codec); for
+    "+z" the base size divided by `z_ratio`, the compression ratio last seen on real
+    tensors at that cut (zlib's gain depends on the data).
     """
     base, compress = _split(codec)
     count = int(np.prod(shape))
-    size = count * {"f32": 4, "f16": 2}.get(base, 1)
+    size = count * (1 if dtype in EXACT_DTYPES else {"f32": 4, "f16": 2}.get(base, 1))
     return max(1, int(size / z_ratio)) if compress else size

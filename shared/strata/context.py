@@ -179,11 +179,12 @@ class ContextTracker:
     def _count_cut_bytes(self, variant: str) -> dict[str, list[int]]:
         blocks = self.manifests[variant]["blocks"]
         shapes = [block["input_shape"] for block in blocks] + [blocks[-1]["output_shape"]]
+        dtypes = [block.get("input_dtype", "float32") for block in blocks] + [blocks[-1].get("output_dtype", "float32")]
         table = {}
         for codec in CODECS:
             base = codec.split("+")[0]
-            table[codec] = [encoded_bytes(codec, shape, self.z_ratio.get(k, {}).get(base, 1.0)) + FRAME_OVERHEAD
-                            for k, shape in enumerate(shapes)]
+            table[codec] = [encoded_bytes(codec, shape, self.z_ratio.get(k, {}).get(base, 1.0), dtypes[k])
+                            + FRAME_OVERHEAD for k, shape in enumerate(shapes)]
         return table
 
     def costs(self, runnable: int, variant: str = "") -> Costs:

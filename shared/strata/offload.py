@@ -49,9 +49,13 @@ def infer_frame(request: InferRequest) -> Frame:
     return Frame(MessageType.INFER, header, payload)
 
 
-def read_infer(frame: Frame, cut_shapes: Mapping[str, list[tuple[int, ...]]]) -> InferRequest:
+def read_infer(frame: Frame, cut_shapes: Mapping[str, list[tuple[int, ...]]],
+               cut_dtypes: Mapping[str, list[str]] | None = None) -> InferRequest:
     """Validate an INFER against the model: cut_shapes[variant][k] is block k's input,
-    without batch, for each variant this side serves ("" is the unpruned model)."""
+    without batch, for each variant this side serves ("" is the unpruned model), and
+    cut_dtypes[variant][k] its dtype (float32 if not given). A float tensor becomes the
+    cut's float dtype (f32 and f16 carry float16 exactly); an integer cut takes only its
+    own dtype, which codecs send exactly."""
     header = frame.header
     request_id = header.get("id")
     if not isinstance(request_id, int):
@@ -79,6 +83,11 @@ def read_infer(frame: Frame, cut_shapes: Mapping[str, list[tuple[int, ...]]]) ->
     if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != expected or len(x) < 1:
         raise RequestError("bad-tensor", f"the input of block {plan.a} must be shaped (N, {', '.join(map(str, expected))}) "
                                          f"with N >= 1; got {tuple(x.shape)}", request_id)
+    dtypes = (cut_dtypes or {}).get(variant)
+    dtype = np.dtype(dtypes[plan.a] if dtypes else "float32")
+    if x.dtype != dtype and not dtype.kind == x.dtype.kind == "f":
+        raise RequestError("bad-tensor", f"the input of block {plan.a} is {dtype.name}; got {x.dtype.name}", request_id)
+    x = x.astype(dtype, copy=False)
     device_ms = header.get("device_ms", 0.0)
     return InferRequest(request_id, plan, x, float(device_ms) if isinstance(device_ms, (int, float)) else 0.0)
 

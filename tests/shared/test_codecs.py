@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from strata.codecs import CODECS, CodecError, decode_tensor, encode_tensor
+from strata.codecs import CODECS, CodecError, decode_tensor, encode_tensor, encoded_bytes
 
 
 def _activation(seed=0):
@@ -69,3 +69,23 @@ def test_bad_tensors_are_refused_with_a_reason():
         decode_tensor({**q_header, "scale": [1.0]}, q_payload)
     with pytest.raises(CodecError, match="zlib"):
         decode_tensor({**header, "codec": "f16+z"}, b"not zlib")
+
+
+def test_integer_tensors_travel_exactly_whatever_the_codec():
+    rng = np.random.default_rng(2)
+    for dtype in (np.uint8, np.int8):
+        info = np.iinfo(dtype)
+        x = rng.integers(info.min, info.max, (2, 8, 8, 3), endpoint=True).astype(dtype)
+        for codec in CODECS:
+            header, payload = encode_tensor(x, codec)
+            y = decode_tensor(header, payload)
+            assert header["dtype"] == x.dtype.name and y.dtype == dtype and np.array_equal(y, x), codec
+            if not codec.endswith("+z"):
+                assert len(payload) == x.size
+    assert encoded_bytes("f32", (8, 8, 3), dtype="uint8") == encoded_bytes("i8c", (8, 8, 3), dtype="uint8") == 192
+    assert encoded_bytes("f32", (8, 8, 3)) == 768
+    header, payload = encode_tensor(np.zeros((1, 4), np.uint8), "f32")
+    with pytest.raises(CodecError, match="dtype must be one of uint8, int8"):
+        decode_tensor({**header, "dtype": "int64"}, payload)
+    with pytest.raises(CodecError, match="as uint8 needs 4"):
+        decode_tensor(header, payload[:-1])

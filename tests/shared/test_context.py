@@ -108,3 +108,13 @@ def test_variants_are_planned_while_the_edge_serves_them():
     assert context.route(2, False, "p50")[-1] == Segment(ORT, 1, 2) and context.route(2, False) == [Segment(NUMPY, 0, 2)]
     context.on_edge({"refused_variants": {"p50": "variant 'p50' refused: block1.onnx is missing"}})
     assert list(context.all_costs(runnable=3)) == [""]
+
+
+def test_cut_bytes_follow_the_dtype_of_each_cut():
+    blocks = [{"input_shape": [8, 8, 3], "input_dtype": "uint8", "output_shape": [4, 8, 8], "output_dtype": "float16",
+               "macs": 1000},
+              {"input_shape": [4, 8, 8], "input_dtype": "float16", "output_shape": [5], "output_dtype": "float16",
+               "macs": 100}]
+    table = ContextTracker({"blocks": blocks}, HELLO, conv1_ms=None, branch_ms=None, macs_per_ms=1000).cut_bytes()
+    assert table["f32"][0] == table["i8"][0] == 8 * 8 * 3 + FRAME_OVERHEAD  # pixels travel as bytes
+    assert table["f32"][1] == 256 * 4 + FRAME_OVERHEAD and table["f16"][1] == 256 * 2 + FRAME_OVERHEAD

@@ -83,3 +83,17 @@ def test_split_transfer_shares_latency_then_bytes():
     assert abs(up - (5 + 20 * 0.9)) < 1e-9 and abs(down - (5 + 20 * 0.1)) < 1e-9
     assert split_transfer(8.0, 100, 100, None) == (4.0, 4.0)
     assert split_transfer(-1.0, 1, 1, 5.0) == (0.0, 0.0)
+
+
+def test_a_tensor_arrives_in_the_dtype_of_its_cut():
+    cuts, dtypes = {"": [(8, 8, 3), (4, 8, 8), (5,)]}, {"": ["uint8", "float16", "float32"]}
+    pixels = np.random.default_rng(1).integers(0, 256, (2, 8, 8, 3)).astype(np.uint8)
+    back = read_infer(_through_wire(infer_frame(InferRequest(1, Plan(0, 1, "i8", branch=False), pixels))), cuts, dtypes)
+    assert back.tensor.dtype == np.uint8 and np.array_equal(back.tensor, pixels)  # exact, even under i8
+    half = np.random.default_rng(2).normal(size=(2, 4, 8, 8)).astype(np.float16)
+    back = read_infer(_through_wire(infer_frame(InferRequest(2, Plan(1, 2, "f32"), half))), cuts, dtypes)
+    assert back.tensor.dtype == np.float16 and np.array_equal(back.tensor, half)
+    floats = pixels.astype(np.float32)
+    with pytest.raises(RequestError, match="block 0 is uint8; got float32") as caught:
+        read_infer(_through_wire(infer_frame(InferRequest(3, Plan(0, 1, "f32", branch=False), floats))), cuts, dtypes)
+    assert caught.value.code == "bad-tensor"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from strata.preprocess import InputError, prepare, to_unit_images
+from strata.preprocess import InputError, PictureRule, picture_to_input, prepare, resize, to_unit_images
 
 
 def test_raw_28x28_uint8_is_scaled_and_zero_padded_to_32x32():
@@ -42,3 +42,58 @@ def test_out_of_range_floats_are_refused():
     images[0, 0, 0] = np.nan
     with pytest.raises(InputError, match=r"\[0, 1\]"):
         to_unit_images(images)
+
+
+# ---------------------------------------------------------------- any model's pictures
+
+def _solid(height, width, colour):
+    return np.broadcast_to(np.asarray(colour, np.uint8), (height, width, 3)).copy()
+
+
+def _input(shape, layout="NCHW", dtype="float32", **rule):
+    return {"shape": shape, "layout": layout, "dtype": dtype, "preprocess": PictureRule(**rule).to_manifest()}
+
+
+def test_a_picture_becomes_the_input_its_manifest_describes():
+    picture = _solid(12, 20, (255, 0, 51))
+    x = picture_to_input(picture, _input([3, 8, 8], mean=(0.5,), std=(0.25,)))
+    assert x.shape == (3, 8, 8) and x.dtype == np.float32
+    assert np.allclose(x.mean(axis=(1, 2)), [2.0, -2.0, -1.2], atol=1e-5) and np.allclose(x.std(axis=(1, 2)), 0, atol=1e-6)
+    bgr = picture_to_input(picture, _input([8, 8, 3], "NHWC", channel_order="BGR", scale=1.0, mean=(104, 117, 123)))
+    assert bgr.shape == (8, 8, 3) and np.allclose(bgr[0, 0], [51 - 104, 0 - 117, 255 - 123])
+    pixels = picture_to_input(picture, _input([8, 8, 3], "NHWC", "uint8"))
+    assert pixels.dtype == np.uint8 and (pixels == picture[0, 0]).all()
+    assert picture_to_input(picture, _input([3, 8, 8], dtype="float16")).dtype == np.float16
+    grey = picture_to_input(picture, _input([1, 8, 8]))
+    assert grey.shape == (1, 8, 8) and np.allclose(grey, (0.299 * 255 + 0.114 * 51) / 255, atol=1e-5)
+    rgba = np.concatenate([picture, np.zeros((12, 20, 1), np.uint8)], axis=2)
+    assert np.array_equal(picture_to_input(rgba, _input([3, 8, 8])), picture_to_input(picture, _input([3, 8, 8])))
+
+
+def test_shorter_side_crops_the_centre_and_stretch_keeps_everything():
+    picture = _solid(16, 48, (0, 0, 0))
+    picture[:, 12:36] = 255  # a white band in the middle of a wide black picture
+    shorter = picture_to_input(picture, _input([8, 8, 3], "NHWC", crop_fraction=1.0))
+    stretch = picture_to_input(picture, _input([8, 8, 3], "NHWC", resize="stretch", crop_fraction=1.0))
+    assert np.allclose(shorter, 1.0)  # only the middle is left
+    assert np.allclose(stretch[:, 3:5], 1.0) and np.allclose(stretch[:, 0], 0.0) and np.allclose(stretch[:, -1], 0.0)
+
+
+def test_resize_averages_when_shrinking_and_keeps_a_ramp_when_growing():
+    ramp = np.tile(np.arange(0, 256, 8, dtype=np.uint8)[None, :, None], (4, 1, 1))  # 4 x 32, one channel
+    half = resize(ramp, 4, 16)[0, 1:-1, 0]
+    pairs = ramp[0, 2:-2, 0].astype(np.float32).reshape(-1, 2).mean(axis=1)
+    assert np.allclose(half, pairs, atol=1e-3)  # a ramp: the triangle filter gives each pair's mean
+    grown = resize(ramp[:, :4], 4, 8)[0, :, 0]
+    assert (np.diff(grown) >= 0).all() and grown[0] == 0 and grown[-1] == 24
+
+
+def test_pictures_and_rules_that_do_not_fit_say_what_was_expected():
+    with pytest.raises(InputError, match=r"uint8 \(H, W, 3\)"):
+        picture_to_input(np.zeros((8, 8, 3), np.float32), _input([3, 8, 8]))
+    with pytest.raises(InputError, match="mean needs 1 or 3 values, got 2"):
+        picture_to_input(_solid(8, 8, (0, 0, 0)), _input([3, 8, 8], mean=(0.1, 0.2)))
+    with pytest.raises(InputError, match="not a picture"):
+        picture_to_input(_solid(8, 8, (0, 0, 0)), {"shape": [16, 5], "layout": None})
+    with pytest.raises(InputError, match="5 channels"):
+        picture_to_input(_solid(8, 8, (0, 0, 0)), _input([5, 8, 8]))

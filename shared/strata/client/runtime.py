@@ -110,7 +110,8 @@ class Client:
             bundle = manifest["browser_bundle"]["file"]
             model = load_browser_model(manifest, {bundle: (await transport.fetch(f"/models/{bundle}"))[0]})
         with np.load(io.BytesIO((await transport.fetch("/models/samples.npz"))[0])) as shipped:
-            samples = shipped["images"], shipped["labels"]
+            images = shipped["images"]  # a model that is not a classifier ships no labels: -1
+            samples = images, shipped["labels"] if "labels" in shipped.files else np.full(len(images), -1)
         assets = json.loads((await transport.fetch("/assets.json"))[0])
         return cls(transport, edge_url, manifest, model, samples, assets.get("ort"))
 
