@@ -155,12 +155,40 @@ class DeviceBlocks:
         except Exception as exc:  # the blocks one call each still run
             self.join_errors[(start, stop)] = f"{type(exc).__name__}: {exc}"
 
+    def _in_fast_executor(self, segment: Segment) -> bool:
+        """Whether run() runs this segment in the fast executor (else in numpy)."""
+        return segment.executor == ORT and self.ort is not None or not self.numpy_ok
+
+    def run_ready(self, x: np.ndarray, segments: list[Segment]) -> tuple[np.ndarray, FloatSession | None] | None:
+        """What of run() needs no waiting: if every numpy block is loaded and at most the
+        last segment runs in the fast executor, in one session that is ready (the joined
+        graph, or one block's own), run the numpy segments now and return (their output,
+        that session or None). Else run nothing and return None: run() loads what is missing."""
+        *leading, last = segments
+        if any(self._in_fast_executor(s) for s in leading):
+            return None
+        session = None
+        if self._in_fast_executor(last):
+            session = self.ort_blocks.get(last.start) if last.stop - last.start == 1 else self.joined.get(
+                (last.start, last.stop))
+            if session is None:
+                return None
+            leading = segments[:-1]
+        else:
+            leading = segments
+        if any(k not in self.numpy for s in leading for k in range(s.start, s.stop)):
+            return None
+        for segment in leading:
+            for k in range(segment.start, segment.stop):
+                x = self.numpy[k](x)
+        return x, session
+
     async def run(self, x: np.ndarray, segments: list[Segment]) -> np.ndarray:
         """The blocks of `segments` (in order) on x. A numpy segment this device cannot
         run in numpy, and a fast-executor one while
         it is not loaded, run in the other executor."""
         for segment in segments:
-            if segment.executor == ORT and self.ort is not None or not self.numpy_ok:
+            if self._in_fast_executor(segment):
                 x = await self._run_ort(x, segment.start, segment.stop)
             else:
                 for k in range(segment.start, segment.stop):

@@ -32,7 +32,7 @@ from strata.client.device_blocks import DeviceBlocks
 from strata.client.link import EdgeLink
 from strata.client.prober import Prober
 from strata.client.profile import DeviceProfile
-from strata.client.transport import Transport
+from strata.client.transport import FloatSession, Transport
 from strata.codecs import CODECS, encode_tensor
 from strata.context import ContextTracker
 from strata.device import Answer
@@ -50,6 +50,30 @@ from strata.probes import transfer_rate_bps
 # measured times.
 ORT_SPEEDUP_PRIOR = 10.0
 PRIVACY = "privacy: raw input never leaves this device, so the plan must keep block 0 here (a >= 1)"
+
+
+@dataclass(frozen=True)
+class Stretch:
+    """Blocks [start, stop) for one call of the fast float executor, on x."""
+
+    session: FloatSession
+    x: np.ndarray
+    start: int
+    stop: int
+    started: float  # clock() when the step asked for the call
+
+
+@dataclass
+class Step:
+    """One image part-way through the client (see Client.begin)."""
+
+    request_id: int
+    pending: device.Pending
+    plan: Plan
+    forecast: Choice | None
+    segments: list[Segment] | None = None  # the device's blocks still to run, if any
+    stretch: Stretch | None = None  # set: the fast executor runs this next, in one call
+    classified: Classified | None = None  # set: the answer, nothing more to do
 
 
 @dataclass(frozen=True)
@@ -299,29 +323,70 @@ class Client:
                     self.context.on_compression(cut, codec, raw, len(encode_tensor(x, codec)[1]))
 
     # -- one image -----------------------------------------------------------------------
-    async def classify(self, image: np.ndarray) -> Classified:
-        """One image through the current plan. `image` is what the shipped samples hold:
-        uint8 pixels at the manifest's input.raw_size, or, for a model made by `strata
-        split`, the input tensor of one sample (float32, without the batch)."""
+    def begin(self, image: np.ndarray) -> Step:
+        """The device's share of one image, as far as it runs without waiting: conv1, the
+        branch and numpy blocks, synchronously. The Step says what comes next: nothing (an
+        answer), one call into the fast executor (resume() takes its output), the offload
+        (send()), or, while a block or the executor still loads, the rest of the device's
+        share asynchronously (classify() does all of it). `image` is what the shipped
+        samples hold: uint8 pixels at the manifest's input.raw_size or, for a model made by
+        `strata split`, the input tensor of one sample (without the batch)."""
         plan = self.current_plan()
         if self.goal.privacy and plan.a == 0:  # set_plan and set_goal never let this happen
             raise PlanError(f"refused: {PRIVACY}")
         route, forecast = self.planned(plan)
         self.next_id += 1
-        request_id = self.next_id
         self.last_request_at = self.transport.clock()
         conv1 = not route or route[0].executor == NUMPY  # else conv1 runs with the blocks after it
-        pending = device.start(self.model, image, plan, request_id, self.blocks, conv1=conv1)
-        if pending.blocks is not None:
-            start = pending.blocks[0]
-            segments = [Segment(s.executor, max(s.start, start), s.stop) for s in route if s.stop > start]
-            x = await self.device(plan.variant).run(pending.block_input, segments)
-            pending = device.after_blocks(pending, x, plan, request_id, self.blocks)
+        pending = device.start(self.model, image, plan, self.next_id, self.blocks, conv1=conv1)
+        step = Step(self.next_id, pending, plan, forecast)
+        if pending.blocks is None:
+            return self._settled(step)
+        start = pending.blocks[0]
+        step.segments = [Segment(s.executor, max(s.start, start), s.stop) for s in route if s.stop > start]
+        ready = self.device(plan.variant).run_ready(pending.block_input, step.segments)
+        if ready is None:
+            return step  # not ready: classify() runs the device's share, loading what it needs
+        x, session = ready
+        if session is None:
+            return self._after_blocks(step, x)
+        step.stretch = Stretch(session, x, step.segments[-1].start, step.segments[-1].stop, self.transport.clock())
+        return step
+
+    def resume(self, step: Step, y: np.ndarray) -> Step:
+        """The fast executor ran the step's stretch and gave `y`."""
+        stretch, step.stretch = step.stretch, None
+        self.device(step.plan.variant).report_session(
+            stretch.start, stretch.stop, (self.transport.clock() - stretch.started) * 1000)
+        return self._after_blocks(step, y)
+
+    def _after_blocks(self, step: Step, x: np.ndarray) -> Step:
+        step.segments = None
+        step.pending = device.after_blocks(step.pending, x, step.plan, step.request_id, self.blocks)
+        return self._settled(step)
+
+    def _settled(self, step: Step) -> Step:
+        """The device's share is done: learn its times; the answer, or the offload, is next."""
+        pending = step.pending
         if self.context is not None:
             self.context.on_device(pending.answer.timing if pending.answer else pending.timing)
         if pending.answer is not None:
-            return Classified(pending.answer, plan, forecast)
-        return await self._send(pending, plan, forecast)
+            step.classified = Classified(pending.answer, step.plan, step.forecast)
+        return step
+
+    async def classify(self, image: np.ndarray) -> Classified:
+        """One image through the current plan: begin(), then whatever the step needs, awaited."""
+        step = self.begin(image)
+        if step.segments is not None and step.stretch is None:  # something had to load first
+            x = await self.device(step.plan.variant).run(step.pending.block_input, step.segments)
+            step = self._after_blocks(step, x)
+        elif step.stretch is not None:
+            step = self.resume(step, await step.stretch.session(step.stretch.x))
+        return step.classified or await self.send(step)
+
+    async def send(self, step: Step) -> Classified:
+        """The offload of a step whose device share is done: the edge's answer, or the device's."""
+        return await self._send(step.pending, step.plan, step.forecast)
 
     async def offload(self, x: np.ndarray, plan: Plan) -> Classified:
         """Send what the device computed elsewhere, the input of block plan.a for one
