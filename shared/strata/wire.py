@@ -16,7 +16,9 @@ tensors cross without base64 or copies. docs/protocol.md is the full specificati
 from __future__ import annotations
 
 import json
+import math
 import struct
+import sys
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -51,14 +53,17 @@ class Frame:
 
 
 def encode(frame: Frame) -> bytes:
-    """Serialize a frame; the header must be JSON-serializable."""
-    header = json.dumps(frame.header, separators=(",", ":")).encode()
+    """Serialize a frame. The header must be JSON: NaN and Infinity raise ValueError
+    rather than go out as the non-standard tokens other JSON parsers refuse."""
+    header = json.dumps(frame.header, separators=(",", ":"), allow_nan=False).encode()
     preamble = PREAMBLE.pack(MAGIC, WIRE_VERSION, int(frame.type), len(header))
     return b"".join((preamble, header, bytes(frame.payload)))
 
 
 def decode(data: bytes | bytearray | memoryview, max_size: int | None = None) -> Frame:
-    """Parse one frame, or raise WireError saying exactly what is wrong with it."""
+    """Parse one frame, or raise WireError saying exactly what is wrong with it. The
+    header must be strict JSON: NaN, Infinity and numbers beyond a double's range are
+    refused, and so is nesting deeper than the parser can follow."""
     data = bytes(data)
     if max_size is not None and len(data) > max_size:
         raise WireError("too-large", f"frame of {len(data)} bytes exceeds the limit of {max_size} bytes")
@@ -78,19 +83,41 @@ def decode(data: bytes | bytearray | memoryview, max_size: int | None = None) ->
     if header_len > MAX_HEADER_BYTES or end > len(data):
         raise WireError("malformed", f"header length {header_len} does not fit in a frame of {len(data)} bytes")
     try:
-        header = json.loads(data[PREAMBLE.size:end])
+        header = json.loads(data[PREAMBLE.size:end], parse_float=_finite, parse_constant=_refuse_constant)
     except ValueError as exc:
         raise WireError("malformed", f"header is not valid UTF-8 JSON: {exc}") from None
+    except RecursionError:
+        raise WireError("malformed", "header is nested too deeply to parse") from None
     if not isinstance(header, dict):
         raise WireError("malformed", f"header must be a JSON object, got {type(header).__name__}")
     return Frame(message_type, header, data[end:])
 
 
-def error(code: str, message: str, request_id: int | None = None) -> Frame:
-    """An ERROR frame; request_id ties it to the request that caused it, when known."""
-    header = {"code": code, "message": message}
+def is_number(value: object) -> bool:
+    """A header value that is a number a double can hold: int or float, never a bool
+    (in Python, True is an int)."""
+    return type(value) in (int, float) and abs(value) <= sys.float_info.max
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def error(code: str, message: str, request_id: int | None = None, seq: int | None = None) -> Frame:
+    """An ERROR frame; request_id (an INFER's id) or seq (a PING's) ties it to the frame
+    that caused it, when known."""
+    header: dict = {"code": code, "message": message}
     if request_id is not None:
         header["id"] = request_id
+    if seq is not None:
+        header["seq"] = seq
     return Frame(MessageType.ERROR, header)
 
 

@@ -108,3 +108,14 @@ def test_variants_are_planned_while_the_edge_serves_them():
     assert context.route(2, False, "p50")[-1] == Segment(ORT, 1, 2) and context.route(2, False) == [Segment(NUMPY, 0, 2)]
     context.on_edge({"refused_variants": {"p50": "variant 'p50' refused: block1.onnx is missing"}})
     assert list(context.all_costs(runnable=3)) == [""]
+
+
+def test_a_cloud_the_edge_reports_down_is_planned_as_absent_until_it_is_back():
+    context = tracker()
+    assert context.context().cloud is not None
+    context.on_edge({"cloud": False, "edge_queued": 0})  # a PONG from an edge whose cloud hangs
+    assert context.context().cloud is None
+    choice = plan(context.costs(runnable=3), context.context(), Goal("latency"))
+    assert choice.plan.b == 3  # nothing planned for the cloud
+    context.on_edge({"cloud": True})
+    assert context.context().cloud is not None
