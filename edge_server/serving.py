@@ -1,12 +1,16 @@
 """How Strata's servers run under uvicorn: on a socket bound before anything is printed,
-with a deadline for every request's headers.
+with a read timeout.
 
 Binding first turns a taken port into a one-line error before the command says where
 to open it. uvicorn gives a client as long as it likes to send a request's headers, so
 200 clients sending them a byte at a time held 200 connections open; HeaderDeadline
-closes a connection whose headers are not complete within the read timeout. (Once a
-connection is a WebSocket, uvicorn's keepalive ping does the same for a frame that stalls
-half-way: the client cannot answer the ping until its frame is complete.)
+closes a connection whose headers are not complete within the read timeout. Once a
+connection is a WebSocket, the keepalive ping (every read timeout, answered within one)
+does the same for a client that stalls half-way through a frame, as it cannot answer
+until its frame is complete, and for one that stops reading. uvicorn then closes the
+socket politely, which waits for its send buffer to drain: a client that does not read
+never lets it, and the replies queued behind would wait for ever, so
+KeepaliveDeadline drops it at once.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import uvicorn
 from starlette.types import ASGIApp
 from strata.cli import CommandError
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 STARTUP_FAILURE = 3  # uvicorn's exit status when the app fails to start
 
@@ -89,10 +94,20 @@ class HeaderDeadline(H11Protocol):
             self._deadline = None
 
 
+class KeepaliveDeadline(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol (websockets, sans-I/O), dropping a client that misses
+    the keepalive at once instead of waiting for it to read what is queued for it."""
+
+    def keepalive_timeout(self) -> None:
+        super().keepalive_timeout()
+        self.transport.abort()
+
+
 def serve(app: ASGIApp, sock: socket.socket, read_timeout_s: float, log_level: str, **options: object) -> int:
     """Run an ASGI app on a bound socket until it is stopped; return the exit status.
-    `options` go to uvicorn.Config."""
+    `options` go to uvicorn.Config; WebSockets get a keepalive ping every read_timeout_s."""
     config = uvicorn.Config(app, log_level=log_level, http=functools.partial(HeaderDeadline, timeout_s=read_timeout_s),
+                            ws=KeepaliveDeadline, ws_ping_interval=read_timeout_s, ws_ping_timeout=read_timeout_s,
                             **options)
     server = uvicorn.Server(config)
     server.run(sockets=[sock])

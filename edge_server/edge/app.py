@@ -49,8 +49,8 @@ WILDCARDS = ("0.0.0.0", "::", "")
 def allowed_hosts(settings: Settings) -> list[str]:
     """The names and addresses in a request's Host this edge answers to: loopback, the
     address it binds (unless a wildcard), and settings.allowed_hosts."""
-    own = [] if settings.host in WILDCARDS else [settings.host]
-    return list(dict.fromkeys(["127.0.0.1", "localhost", "::1", *own, *settings.allowed_hosts]))
+    own = [] if settings.host in WILDCARDS else [f"[{settings.host}]" if ":" in settings.host else settings.host]
+    return list(dict.fromkeys(["127.0.0.1", "localhost", "[::1]", *own, *settings.allowed_hosts]))
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

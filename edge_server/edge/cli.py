@@ -83,7 +83,7 @@ def _check_models(settings: Settings) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_server.edge.app import create_app
+    from edge_server.edge.app import WILDCARDS, create_app
     from edge_server.provision.browser_runtime import ProvisionError, provision
 
     settings = _settings(args)
@@ -101,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
         edge_port, control_port = settings.port + 2, settings.port + 3
         port_free(settings.host, settings.port)
         port_free("127.0.0.1", control_port)
+        public_host = () if settings.host in WILDCARDS else (settings.host,)  # browsers still name it in Host
         settings = dataclasses.replace(settings, host="127.0.0.1", port=edge_port,
+                                       allowed_hosts=(*settings.allowed_hosts, *public_host),
                                        link_control_url=f"http://127.0.0.1:{control_port}")
     sock = bind(settings.host, settings.port)  # before anything starts: a taken port is an error, not a log line
     helpers: list[Supervised] = []
@@ -120,13 +122,13 @@ def run(args: argparse.Namespace) -> int:
                 "--log-level", quiet], f"http://127.0.0.1:{settings.port + 1}/profile"))
         print(f"Strata edge server: open {public} (cloud: {settings.cloud_url or 'none'}"
               f"{f', link emulated: {args.emulate}' if args.emulate else ''})", flush=True)
+        if args.host in WILDCARDS and not settings.allowed_hosts:
+            print("note: browsers may reach it as 127.0.0.1 or localhost only: add --allowed-host with the "
+                  "address (or name) other devices open", flush=True)
         return serve(
             create_app(settings), sock, settings.read_timeout_s, args.log_level,
-            ws="websockets-sansio",
             ws_per_message_deflate=False,  # deflate made a 64 KiB round trip 25x slower on loopback
             ws_max_size=settings.max_frame_bytes * 2,  # larger frames still reach the session, which answers with an error
-            ws_ping_interval=settings.read_timeout_s,
-            ws_ping_timeout=settings.read_timeout_s,
         )
     finally:
         sock.close()
