@@ -17,15 +17,24 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 import sys
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+import numpy as np
+
 MAGIC = b"ST"
 WIRE_VERSION = 1
 PREAMBLE = struct.Struct("<2sBBI")
 MAX_HEADER_BYTES = 64 * 1024
+# Headers nest 3 or 4 levels deep. Python's JSON parser recurses per level: in Pyodide,
+# a few thousand levels overflow the JavaScript stack and kill the runtime before
+# Python's recursion limit is reached, so depth is checked before parsing.
+MAX_HEADER_DEPTH = 32
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 class MessageType(IntEnum):
@@ -63,7 +72,7 @@ def encode(frame: Frame) -> bytes:
 def decode(data: bytes | bytearray | memoryview, max_size: int | None = None) -> Frame:
     """Parse one frame, or raise WireError saying exactly what is wrong with it. The
     header must be strict JSON: NaN, Infinity and numbers beyond a double's range are
-    refused, and so is nesting deeper than the parser can follow."""
+    refused, and so is nesting deeper than MAX_HEADER_DEPTH."""
     data = bytes(data)
     if max_size is not None and len(data) > max_size:
         raise WireError("too-large", f"frame of {len(data)} bytes exceeds the limit of {max_size} bytes")
@@ -82,15 +91,27 @@ def decode(data: bytes | bytearray | memoryview, max_size: int | None = None) ->
     end = PREAMBLE.size + header_len
     if header_len > MAX_HEADER_BYTES or end > len(data):
         raise WireError("malformed", f"header length {header_len} does not fit in a frame of {len(data)} bytes")
+    raw = data[PREAMBLE.size:end]
+    if _deeper_than(raw, MAX_HEADER_DEPTH):
+        raise WireError("malformed", f"header nests arrays and objects deeper than {MAX_HEADER_DEPTH} levels")
     try:
-        header = json.loads(data[PREAMBLE.size:end], parse_float=_finite, parse_constant=_refuse_constant)
+        header = json.loads(raw, parse_float=_finite, parse_constant=_refuse_constant)
     except ValueError as exc:
         raise WireError("malformed", f"header is not valid UTF-8 JSON: {exc}") from None
-    except RecursionError:
-        raise WireError("malformed", "header is nested too deeply to parse") from None
     if not isinstance(header, dict):
         raise WireError("malformed", f"header must be a JSON object, got {type(header).__name__}")
     return Frame(message_type, header, data[end:])
+
+
+def _deeper_than(raw: bytes, levels: int) -> bool:
+    """Whether JSON text nests arrays and objects more than `levels` deep (brackets in
+    strings do not count): a running count of the brackets, vectorized."""
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    if len(brackets) <= 2 * levels:  # the usual header: too few brackets to nest that deep
+        return False
+    values = np.frombuffer(brackets, np.uint8)
+    depth = np.cumsum(np.where(np.isin(values, np.frombuffer(b"[{", np.uint8)), 1, -1))
+    return bool(depth.max() > levels)
 
 
 def is_number(value: object) -> bool:

@@ -74,9 +74,11 @@ def test_headers_are_strict_json_without_nan_infinity_or_overflow():
 
 def test_deeply_nested_headers_are_malformed_not_a_crash():
     deep = b'{"id": 1, "x": ' + b"[" * 30000 + b"]" * 30000 + b"}"
-    with pytest.raises(WireError, match="nested too deeply") as caught:
+    with pytest.raises(WireError, match="deeper than 32 levels") as caught:
         wire.decode(_raw(MessageType.INFER, deep))
     assert caught.value.code == "malformed"
+    at_limit = b'{"x": ' + b"[" * 31 + b'"]]]"' + b"]" * 31 + b"}"  # brackets in strings do not count
+    assert wire.decode(_raw(MessageType.INFER, at_limit)).header["x"][0][0]
 
 
 def test_nan_is_never_sent():
