@@ -5,13 +5,15 @@ request, not a TCP handshake. Tensors travel as binary tensor data, not JSON num
 
 A circuit breaker guards it: a hung cloud would otherwise cost every request the full
 timeout. After `failures_to_open` timeouts, connection failures or failed health probes
-in a row, the cloud is marked down and infer() fails at once (CloudDown), so the edge
-falls back without waiting; the edge's background health probe (ping()) marks it up
-again when it answers. Answers that are errors do not count: the cloud is there.
+in a row, the cloud is marked down: infer() fails at once (CloudDown), and so do the
+forwards still waiting for it, so the edge falls back without waiting out their
+timeouts; the edge's background health probe (ping()) marks it up again when it answers.
+Answers that are errors do not count: the cloud is there.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -62,6 +64,7 @@ class CloudClient:
         self.probe_timeout_s, self.failures_to_open = probe_timeout_s, failures_to_open
         self.failures = 0  # timeouts, connection failures and failed probes in a row
         self.down_since: float | None = None  # time.monotonic() when marked down
+        self._marked_down = asyncio.Event()  # set while down: cuts the forwards in flight
 
     @property
     def down(self) -> bool:
@@ -71,6 +74,7 @@ class CloudClient:
         self.failures += 1
         if self.failures >= self.failures_to_open and not self.down:
             self.down_since = time.monotonic()
+            self._marked_down.set()
             log.warning("cloud marked down after %d failures in a row (last: %s); the edge runs its blocks "
                         "until a health probe succeeds", self.failures, reason)
 
@@ -78,6 +82,7 @@ class CloudClient:
         if self.down:
             log.warning("cloud is up again after %.1f s down", time.monotonic() - self.down_since)
         self.failures, self.down_since = 0, None
+        self._marked_down.clear()
 
     def model_name(self, start: int, variant: str = "") -> str:
         return suffix_model_name(self.model, start, variant)
@@ -86,14 +91,24 @@ class CloudClient:
         """Run blocks [start, N) of a variant in the cloud; raise CloudUnavailable on any
         failure (CloudDown at once while the cloud is marked down)."""
         if self.down:
-            raise CloudDown(f"the cloud is marked down ({time.monotonic() - self.down_since:.0f} s ago, after "
-                            f"{self.failures} failures in a row); the edge re-probes it in the background")
+            raise self._down_error()
         body, headers = protocol.build_body({"outputs": [
             {"name": OUTPUT, "parameters": {"binary_data": True}}]}, "inputs", {INPUT: x}, binary=True)
         begin = time.perf_counter()
+        post = asyncio.ensure_future(self.client.post(f"/v2/models/{self.model_name(start, variant)}/infer",
+                                                      content=body, headers=headers))
+        marked_down = asyncio.ensure_future(self._marked_down.wait())
         try:
-            response = await self.client.post(f"/v2/models/{self.model_name(start, variant)}/infer", content=body,
-                                              headers=headers)
+            await asyncio.wait({post, marked_down}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            marked_down.cancel()
+            cut = not post.done()
+            if cut:
+                post.cancel()
+        if cut:  # the cloud was marked down meanwhile: this forward would time out too
+            raise self._down_error()
+        try:
+            response = post.result()
         except httpx.HTTPError as exc:
             self._failed(f"{type(exc).__name__}: {exc}")
             raise CloudUnavailable(f"cloud request failed: {type(exc).__name__}: {exc}") from exc
@@ -115,6 +130,10 @@ class CloudClient:
         except (protocol.ProtocolError, KeyError) as exc:
             raise CloudUnavailable(f"cloud reply is not usable: {exc}") from exc
         return CloudReply(output, round_trip_ms, float(compute_ms), in_flight, len(body), len(response.content))
+
+    def _down_error(self) -> CloudDown:
+        return CloudDown(f"the cloud is marked down ({time.monotonic() - self.down_since:.0f} s ago, after "
+                         f"{self.failures} failures in a row); the edge re-probes it in the background")
 
     async def ping(self) -> float:
         """Round trip of a health check, in ms: the link's RTT plus a trivial handler.
