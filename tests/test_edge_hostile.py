@@ -8,6 +8,7 @@ cannot use the edge even when its DNS points here.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -32,6 +33,8 @@ from websockets.sync.client import connect
 
 from edge_server.blocks.main_path import MainPath
 from edge_server.config import Settings
+from edge_server.edge.limits import ConnectionLimits
+from edge_server.edge.session import EdgeSession
 
 N = len(MainPath(Settings().models_dir))
 DEADLINE_S = 5.0  # every frame's answer comes within this
@@ -219,6 +222,37 @@ def test_a_foreign_host_is_refused_even_with_a_matching_origin(edge_url: str) ->
     assert httpx.get(edge_url + "/", headers={"Host": "evil.example"}).status_code == 400
     for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
         assert " 101 " in _handshake(edge_url, host, f"http://{host}")
+
+
+class _StubRuntime:
+    """Just enough of EdgeRuntime for a session alone: for the paths no client can reach."""
+
+    cut_shapes = {"": [(32, 16, 16)] * N + [(10,)]}
+    queued, cloud_up = 0, True
+    variants = type("Variants", (), {"refused": {}})
+
+    async def infer(self, request: object) -> None:
+        raise KeyError("a bug")
+
+
+def test_an_unforeseen_failure_is_answered_internal_with_its_id_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """The last resort, for bugs: the session answers, logs the traceback and goes on."""
+    session = EdgeSession(Settings(), _StubRuntime(), ConnectionLimits(1, 1 << 20, 1 << 20))
+    reply = wire.decode(asyncio.run(session.handle(_infer(id=21))))
+    assert reply.type is MessageType.ERROR and reply.header["code"] == "internal" and reply.header["id"] == 21
+    assert "KeyError: 'a bug'" in caplog.text and "Traceback" in caplog.text
+
+
+def test_a_probe_past_the_reply_budget_is_busy_with_its_seq() -> None:
+    limits = ConnectionLimits(1, max_queued_bytes=1000, per_connection_bytes=1000)
+    session = EdgeSession(Settings(), _StubRuntime(), limits)
+    first = asyncio.run(session.handle(wire.encode(wire.ping(1, 0.0, reply_bytes=900))))  # not sent yet
+    assert wire.decode(first).type is MessageType.PONG and limits.queued_bytes == len(first)
+    busy = wire.decode(asyncio.run(session.handle(wire.encode(wire.ping(2, 0.0, reply_bytes=200)))))
+    assert busy.type is MessageType.ERROR and busy.header["code"] == "busy" and busy.header["seq"] == 2
+    session.sent(first)
+    assert wire.decode(asyncio.run(session.handle(wire.encode(wire.ping(3, 0.0, reply_bytes=200))))).type \
+        is MessageType.PONG
 
 
 # -- the fuzz test ------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
+import httpx
 import pytest
 from strata import wire
 from strata.wire import MessageType
@@ -26,8 +27,8 @@ READ_TIMEOUT_S = 1.0
 
 @pytest.fixture(scope="module")
 def tight_edge() -> Iterator[tuple[str, subprocess.Popen]]:
-    with edge_process("--no-cloud", "--max-connections", str(MAX_CONNECTIONS),
-                      "--read-timeout", str(READ_TIMEOUT_S)) as running:
+    with edge_process("--no-cloud", "--max-connections", str(MAX_CONNECTIONS), "--read-timeout", str(READ_TIMEOUT_S),
+                      "--allowed-host", "phone.lan") as running:
         yield running
 
 
@@ -67,6 +68,12 @@ def _masked(data: bytes) -> bytes:
     size = bytes([0x80 | length]) if length < 126 else (bytes([0x80 | 126]) + length.to_bytes(2, "big")
                                                           if length < 65536 else bytes([0x80 | 127]) + length.to_bytes(8, "big"))
     return b"\x82" + size + bytes(4) + data
+
+
+def test_names_given_with_allowed_host_are_served(tight_edge: tuple[str, subprocess.Popen]) -> None:
+    edge_url, _ = tight_edge
+    assert httpx.get(edge_url + "/", headers={"Host": f"phone.lan:{_port(edge_url)}"}).status_code == 200
+    assert httpx.get(edge_url + "/", headers={"Host": f"other.lan:{_port(edge_url)}"}).status_code == 400
 
 
 def test_connections_past_the_cap_are_told_to_try_again_later(tight_edge: tuple[str, subprocess.Popen]) -> None:
