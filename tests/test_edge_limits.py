@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosedError
 from websockets.sync.client import connect
 
 from edge_server.edge.limits import ConnectionLimits
-from testing.servers import edge_process
+from testing.servers import edge_process, rss_mb
 
 MAX_CONNECTIONS = 12
 READ_TIMEOUT_S = 1.0
@@ -134,19 +134,12 @@ def _still_open(server_port: int, clients: list[socket.socket]) -> int:
     return count
 
 
-def _rss_mb(process: subprocess.Popen) -> float:
-    for line in open(f"/proc/{process.pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
 def test_clients_that_never_read_cannot_pin_much_memory(tight_edge: tuple[str, subprocess.Popen]) -> None:
     """Each of these asks for 4 MiB downlink probes, 16 at a time, and never reads. Before,
     10 of them pinned 576 MB; now replies past the budget are refused (ERROR busy, which a
     reading client sees) and the keepalive closes the non-readers."""
     edge_url, process = tight_edge
-    before = _rss_mb(process)
+    before = rss_mb(process)
     ping = _masked(wire.encode(wire.ping(1, 0.0, reply_bytes=4 * 1024 * 1024)))
     hogs = [_upgrade(edge_url) for _ in range(10)]
     peak = before
@@ -157,7 +150,7 @@ def test_clients_that_never_read_cannot_pin_much_memory(tight_edge: tuple[str, s
             raw.sendall(ping * 16)
         for _ in range(8):
             time.sleep(0.25)
-            peak = max(peak, _rss_mb(process))
+            peak = max(peak, rss_mb(process))
         assert peak - before < 100, f"RSS grew by {peak - before:.0f} MB"
         deadline = time.monotonic() + 2 * READ_TIMEOUT_S + 3
         while _still_open(_port(edge_url), hogs) and time.monotonic() < deadline:
