@@ -15,6 +15,16 @@ from edge_server.config import REPO
 from edge_server.processes import wait_for_http
 
 
+def rss_mb(process: subprocess.Popen, peak: bool = False) -> float:
+    """A running process's resident memory now, or its peak since it started (`peak`),
+    in MB (Linux: VmRSS or VmHWM in /proc/PID/status)."""
+    key = "VmHWM:" if peak else "VmRSS:"
+    for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+        if line.startswith(key):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {process.pid}: has it exited?")
+
+
 def free_port() -> int:
     """A port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:

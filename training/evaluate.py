@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from strata.cli import CommandError
 
 from training.data import CLASSES, DATASET_DIR, DatasetMissing, load_raw
 
@@ -31,6 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    for name in ["manifest.json", *(["samples.npz"] if args.samples else [])]:
+        if not (args.models / name).is_file():
+            raise CommandError(f"{args.models / name} is missing: pass --models with a folder that "
+                               f"`strata export` wrote (default: {MODELS_DIR})")
     if args.samples:
         with np.load(args.models / "samples.npz") as shipped:
             images, labels = shipped["images"], shipped["labels"]

@@ -27,13 +27,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import uvicorn
+    from strata.cli import CommandError
 
+    from edge_server.blocks.main_path import ModelError
     from edge_server.cloud.server import create_cloud_app, load_suffix_models
+    from edge_server.serving import bind, serve
 
     settings = Settings()
-    models = load_suffix_models(Path(args.models))
-    print(f"Strata cloud: {len(models)} models on http://{args.host}:{args.port}/v2", flush=True)
-    app = create_cloud_app(models, token=settings.cloud_token, workers=args.workers)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
-    return 0
+    sock = bind(args.host, args.port)
+    try:
+        try:
+            models = load_suffix_models(Path(args.models))
+        except ModelError as exc:
+            raise CommandError(str(exc)) from None
+        print(f"Strata cloud: {len(models)} models on http://{args.host}:{args.port}/v2", flush=True)
+        app = create_cloud_app(models, token=settings.cloud_token, workers=args.workers,
+                               max_body_bytes=settings.cloud_max_body_bytes)
+        return serve(app, sock, settings.read_timeout_s, args.log_level)
+    finally:
+        sock.close()

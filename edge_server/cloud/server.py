@@ -15,6 +15,11 @@ KServe can take its place (docs/scaling.md).
 Responses carry `parameters.compute_ms` (model time) and `parameters.in_flight`
 (requests being served), which the edge reports as cloud time and load; model metadata
 carries `parameters.block_ms`, this machine's time for each block the model runs.
+
+A bad request gets 400 and `{"error": ...}` naming the field, and the connection stays
+open: a wrong type or shape, string data for a number type, two inputs with one name,
+an output the model does not have. An unknown model or version gets 404, a body over
+`max_body_bytes` 413. The bearer token's scheme is case-insensitive (RFC 7235).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -41,6 +47,7 @@ from edge_server.cloud import protocol
 from edge_server.edge.cloud_client import suffix_model_name
 
 SERVER_NAME = "strata-cloud"
+VERSION = "1"  # every model here has this one version
 
 
 def _datatype(arg: ort.NodeArg) -> str:
@@ -62,7 +69,7 @@ class ServedModel:
 
     def metadata(self) -> dict:
         metadata = {
-            "name": self.name, "versions": ["1"], "platform": "onnxruntime_onnx",
+            "name": self.name, "versions": [VERSION], "platform": "onnxruntime_onnx",
             "inputs": [self._describe(a) for a in self.session.get_inputs()],
             "outputs": [self._describe(a) for a in self.session.get_outputs()],
         }
@@ -86,12 +93,17 @@ class ServedModel:
             raise protocol.ProtocolError(f"model {self.name} input {spec.name!r} contains NaN or Inf")
         return x
 
+    @property
+    def output_names(self) -> list[str]:
+        return [o.name for o in self.session.get_outputs()]
+
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        names = [o.name for o in self.session.get_outputs()]
+        names = self.output_names
         return dict(zip(names, self.session.run(names, {self.session.get_inputs()[0].name: x})))
 
 
-def create_cloud_app(models: dict[str, ServedModel], token: str | None = None, workers: int = 2) -> Starlette:
+def create_cloud_app(models: dict[str, ServedModel], token: str | None = None, workers: int = 2,
+                     max_body_bytes: int = 64 * 1024 * 1024) -> Starlette:
     pool = ThreadPoolExecutor(workers, thread_name_prefix="cloud-infer")
     in_flight = 0
 
@@ -101,8 +113,8 @@ def create_cloud_app(models: dict[str, ServedModel], token: str | None = None, w
     def authorized(request: Request) -> bool:
         if token is None:
             return True
-        given = request.headers.get("authorization", "")
-        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(credentials.strip().encode(), token.encode())
 
     def model_or_error(request: Request) -> ServedModel | JSONResponse:
         if not authorized(request):
@@ -110,7 +122,23 @@ def create_cloud_app(models: dict[str, ServedModel], token: str | None = None, w
         name = request.path_params["name"]
         if name not in models:
             return error(404, f"model {name!r} is not served here; available: {', '.join(sorted(models))}")
+        version = request.path_params.get("version", VERSION)
+        if version != VERSION:
+            return error(404, f"model {name!r} has no version {version!r}; it has version {VERSION}")
         return models[name]
+
+    async def read_body(request: Request) -> bytes | None:
+        """The body, or None once it passes max_body_bytes (by its Content-Length, or as it streams)."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_body_bytes:
+            return None
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body_bytes:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def live(request: Request) -> Response:
         return JSONResponse({"live": True})
@@ -134,10 +162,17 @@ def create_cloud_app(models: dict[str, ServedModel], token: str | None = None, w
         model = model_or_error(request)
         if isinstance(model, Response):
             return model
-        body = await request.body()
+        body = await read_body(request)
+        if body is None:
+            return error(413, f"the body exceeds the limit of {max_body_bytes} bytes")
         try:
             document, tensors = protocol.parse_body(body, request.headers.get(protocol.HEADER_LENGTH), "inputs")
+            requested = protocol.requested_outputs(document)
             x = model.check(tensors)
+            unknown = set(requested) - set(model.output_names)
+            if unknown:
+                raise protocol.ProtocolError(f"model {model.name} has no output {sorted(unknown)[0]!r}; "
+                                             f"its outputs: {', '.join(model.output_names)}")
         except protocol.ProtocolError as exc:
             return error(400, str(exc))
         in_flight += 1
@@ -147,14 +182,22 @@ def create_cloud_app(models: dict[str, ServedModel], token: str | None = None, w
             compute_ms = (time.perf_counter() - start) * 1000
         finally:
             in_flight -= 1
-        binary = bool((document.get("parameters") or {}).get("binary_data_output")) or any(
-            (spec.get("parameters") or {}).get("binary_data") for spec in document.get("outputs") or [])
-        reply = {"model_name": model.name, "model_version": "1",
+        if requested:
+            outputs = {name: outputs[name] for name in requested}
+        binary = (document.get("parameters") or {}).get("binary_data_output") is True or any(
+            parameters.get("binary_data") is True for parameters in requested.values())
+        reply = {"model_name": model.name, "model_version": VERSION,
                  "parameters": {"compute_ms": compute_ms, "in_flight": in_flight}}
         if "id" in document:
             reply["id"] = document["id"]
         content, headers = protocol.build_body(reply, "outputs", outputs, binary)
         return Response(content, headers=headers)
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        return error(exc.status_code, exc.detail)
+
+    async def internal_error(request: Request, exc: Exception) -> Response:  # a bug; logged by uvicorn
+        return error(500, f"internal error: {type(exc).__name__}")
 
     routes = [
         Route("/v2/health/live", live),
@@ -172,7 +215,8 @@ def create_cloud_app(models: dict[str, ServedModel], token: str | None = None, w
         yield
         pool.shutdown(wait=False)
 
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan,
+                     exception_handlers={HTTPException: http_error, Exception: internal_error})
 
 
 def load_suffix_models(models_dir: Path) -> dict[str, ServedModel]:

@@ -12,6 +12,10 @@
 
 At start-up it loads and verifies the model, profiles its blocks, and connects to the
 cloud; see edge_server/edge/runtime.py for what happens to each offloaded sample.
+
+Every request's Host must be one this server goes by (allowed_hosts()): a page on
+another name that rebinds its DNS to this machine gets 400, so it cannot use a
+visitor's browser against the edge even though the browser thinks it is same-origin.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -33,19 +38,33 @@ from edge_server.edge.connection import serve_connection
 from edge_server.edge.demo_link import demo_routes
 from edge_server.edge.isolation import CrossOriginIsolation
 from edge_server.edge.joined import joined
+from edge_server.edge.limits import ConnectionLimits
 from edge_server.edge.runtime import EdgeRuntime
 from edge_server.edge.static import IMMUTABLE, REVALIDATE, StaticFiles
 
 
+WILDCARDS = ("0.0.0.0", "::", "")
+
+
+def allowed_hosts(settings: Settings) -> list[str]:
+    """The names and addresses in a request's Host this edge answers to: loopback, the
+    address it binds (unless a wildcard), and settings.allowed_hosts."""
+    own = [] if settings.host in WILDCARDS else [f"[{settings.host}]" if ":" in settings.host else settings.host]
+    return list(dict.fromkeys(["127.0.0.1", "localhost", "[::1]", *own, *settings.allowed_hosts]))
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
+    limits = ConnectionLimits(settings.max_connections, settings.max_queued_reply_bytes,
+                              2 * settings.max_probe_reply_bytes)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         main_path = MainPath(settings.models_dir)
         cloud = None
         if settings.cloud_url:
-            cloud = CloudClient(settings.cloud_url, main_path.name, settings.cloud_timeout_s, settings.cloud_token)
+            cloud = CloudClient(settings.cloud_url, main_path.name, settings.cloud_timeout_s, settings.cloud_token,
+                                settings.cloud_probe_timeout_s, settings.cloud_failures_to_open)
         runtime = app.state.runtime = EdgeRuntime(main_path, settings, cloud)
         await runtime.start()
         try:
@@ -57,7 +76,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return FileResponse(settings.assets_file, headers={"Cache-Control": REVALIDATE})
 
     async def socket(websocket: WebSocket) -> None:
-        await serve_connection(websocket, settings, websocket.app.state.runtime)
+        await serve_connection(websocket, settings, websocket.app.state.runtime, limits)
 
     routes = [
         WebSocketRoute("/ws", socket),
@@ -70,4 +89,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Mount("/models", StaticFiles(directory=settings.models_dir, cache_control=REVALIDATE)),
         Mount("/", StaticFiles(directory=settings.browser_dir, cache_control=REVALIDATE, html=True)),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(CrossOriginIsolation)], lifespan=lifespan)
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings), www_redirect=False),
+                  Middleware(CrossOriginIsolation)]
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

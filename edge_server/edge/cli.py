@@ -8,22 +8,26 @@ the edge uses that cloud instead and starts none; with --no-cloud it has no clou
 runs every block itself.
 
 Both bind 127.0.0.1 by default, so nothing outside this machine can reach them; pass
---host 0.0.0.0 to serve a phone on your network. Run `make provision` (or
-`strata provision`) first: the edge refuses to start without the Pyodide files.
+--host 0.0.0.0 --allowed-host ADDRESS (the address the phone opens) to serve a phone on
+your network. Run `make provision` (or `strata provision`) first: the edge refuses to
+start without the Pyodide files.
+
+Every port is bound (or checked free) before anything is printed or started, so a taken
+port is a one-line error. The helpers (the cloud, the link emulator) are supervised: one
+that exits is restarted, with a backoff, and said so on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import dataclasses
-import signal
-import subprocess
-import sys
+
+from strata.cli import CommandError
 
 from edge_server.config import Settings
 from edge_server.link_emulator.proxy import PROFILES
-from edge_server.processes import wait_for_http
+from edge_server.processes import Supervised
+from edge_server.serving import bind, port_free, serve
 
 SUMMARY = "Start the edge server and the cloud (two processes) on 127.0.0.1:8000 and :8001."
 
@@ -32,6 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = Settings()
     parser.add_argument("--host", default=defaults.host, help="address to bind (default: %(default)s)")
     parser.add_argument("--port", type=int, default=defaults.port, help="edge port (default: %(default)s)")
+    parser.add_argument("--allowed-host", action="append", default=list(defaults.allowed_hosts), metavar="NAME",
+                        help="a host name or address browsers use to reach this edge, besides 127.0.0.1, localhost "
+                             "and --host (repeat for more; default: $STRATA_ALLOWED_HOSTS). Requests naming any "
+                             "other Host are refused, against DNS rebinding")
     cloud = parser.add_mutually_exclusive_group()
     cloud.add_argument("--cloud-url", default=defaults.cloud_url,
                        help="use this Open Inference Protocol server as the cloud instead of starting one "
@@ -42,80 +50,87 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="demo mode: serve through the link emulator in this profile "
                              f"({', '.join(PROFILES)}); the page can switch it (edge on port + 2)")
     parser.add_argument("--max-batch", type=int, default=defaults.max_batch,
-                        help="largest dynamic batch at the edge; 1 turns batching off (default: %(default)s)")
+                        help="largest dynamic batch at the edge, and most samples one frame may carry; "
+                             "1 turns batching off (default: %(default)s)")
     parser.add_argument("--max-wait-ms", type=float, default=defaults.max_wait_ms,
                         help="hold a lone request this long for company when batching (default: %(default)s)")
+    parser.add_argument("--max-connections", type=int, default=defaults.max_connections,
+                        help="WebSocket connections served at once; more are told to try again later "
+                             "(default: %(default)s)")
+    parser.add_argument("--read-timeout", type=float, default=defaults.read_timeout_s, metavar="SECONDS",
+                        help="close a connection whose request headers, or a WebSocket whose answer to a keepalive "
+                             "ping, take longer than this (default: %(default)s)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                         help="server log level (default: %(default)s)")
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when `strata serve` dies, however it dies (Linux).
-
-    uvicorn re-raises SIGTERM after its graceful shutdown, so code after uvicorn.run()
-    never runs on a plain `kill`; without this, the cloud would outlive the edge.
-    """
+def _settings(args: argparse.Namespace) -> Settings:
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass  # not Linux: the finally below still stops helpers on Ctrl-C
+        return Settings(host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                        max_connections=args.max_connections, read_timeout_s=args.read_timeout,
+                        allowed_hosts=tuple(args.allowed_host), cloud_url=None if args.no_cloud else args.cloud_url)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
-def _start(command: list[str], ready_url: str) -> subprocess.Popen:
-    """Start a helper process (the cloud, the link emulator) and wait until it answers."""
-    process = subprocess.Popen([sys.executable, "-m", "strata.cli", *command], preexec_fn=_die_with_parent)
-    wait_for_http(ready_url, process, timeout=120)
-    return process
+def _check_models(settings: Settings) -> None:
+    from edge_server.blocks.main_path import ModelError, load_manifest
+
+    try:
+        load_manifest(settings.models_dir)
+    except ModelError as exc:
+        raise CommandError(f"{exc} (the model folder is $STRATA_MODELS_DIR, else models/)") from None
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from edge_server.edge.app import create_app
+    from edge_server.edge.app import WILDCARDS, create_app
     from edge_server.provision.browser_runtime import ProvisionError, provision
 
-    settings = Settings(host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                        cloud_url=None if args.no_cloud else args.cloud_url)
+    settings = _settings(args)
     if not settings.assets_file.is_file():
-        print(f"error: {settings.assets_file} is missing: the Pyodide files are not provisioned.\n"
-              "Run `make provision` (or `strata provision`) first.", file=sys.stderr)
-        return 1
+        raise CommandError(f"{settings.assets_file} is missing: the Pyodide files are not provisioned.\n"
+                           "Run `make provision` (or `strata provision`) first.")
     try:
         provision(settings)  # fast when all is there: re-verifies the files, rebuilds the strata wheel if the code changed
     except ProvisionError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc)) from None
+    _check_models(settings)
     quiet = "warning" if args.log_level == "info" else args.log_level
-    helpers = []
-    if settings.cloud_url is None and not args.no_cloud:
-        port = args.cloud_port or settings.port + 1
-        helpers.append(_start(["cloud", "--host", "127.0.0.1", "--port", str(port), "--models",
-                               str(settings.models_dir), "--log-level", quiet],
-                              f"http://127.0.0.1:{port}/v2/health/ready"))
-        settings = dataclasses.replace(settings, cloud_url=f"http://127.0.0.1:{port}")
     public = f"http://{settings.host}:{settings.port}/"
     if args.emulate:  # the emulator takes the public port; the edge moves behind it
         edge_port, control_port = settings.port + 2, settings.port + 3
-        helpers.append(_start(["link", "--host", settings.host, "--listen-port", str(settings.port),
-                               "--upstream", f"127.0.0.1:{edge_port}", "--control-port", str(control_port),
-                               "--profile", args.emulate, "--log-level", quiet],
-                              f"http://127.0.0.1:{control_port}/profile"))
+        port_free(settings.host, settings.port)
+        port_free("127.0.0.1", control_port)
+        public_host = () if settings.host in WILDCARDS else (settings.host,)  # browsers still name it in Host
         settings = dataclasses.replace(settings, host="127.0.0.1", port=edge_port,
+                                       allowed_hosts=(*settings.allowed_hosts, *public_host),
                                        link_control_url=f"http://127.0.0.1:{control_port}")
+    sock = bind(settings.host, settings.port)  # before anything starts: a taken port is an error, not a log line
+    helpers: list[Supervised] = []
     try:
+        if settings.cloud_url is None and not args.no_cloud:
+            port = args.cloud_port or args.port + 1
+            port_free("127.0.0.1", port)  # or the edge would forward to whatever listens there
+            helpers.append(Supervised("the cloud", ["cloud", "--host", "127.0.0.1", "--port", str(port), "--models",
+                                                    str(settings.models_dir), "--log-level", quiet],
+                                      f"http://127.0.0.1:{port}/v2/health/ready"))
+            settings = dataclasses.replace(settings, cloud_url=f"http://127.0.0.1:{port}")
+        if args.emulate:
+            helpers.append(Supervised("the link emulator", [
+                "link", "--host", args.host, "--listen-port", str(args.port), "--upstream",
+                f"127.0.0.1:{settings.port}", "--control-port", str(settings.port + 1), "--profile", args.emulate,
+                "--log-level", quiet], f"http://127.0.0.1:{settings.port + 1}/profile"))
         print(f"Strata edge server: open {public} (cloud: {settings.cloud_url or 'none'}"
               f"{f', link emulated: {args.emulate}' if args.emulate else ''})", flush=True)
-        uvicorn.run(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            log_level=args.log_level,
-            ws="websockets-sansio",
+        if args.host in WILDCARDS and not settings.allowed_hosts:
+            print("note: browsers may reach it as 127.0.0.1 or localhost only: add --allowed-host with the "
+                  "address (or name) other devices open", flush=True)
+        return serve(
+            create_app(settings), sock, settings.read_timeout_s, args.log_level,
             ws_per_message_deflate=False,  # deflate made a 64 KiB round trip 25x slower on loopback
             ws_max_size=settings.max_frame_bytes * 2,  # larger frames still reach the session, which answers with an error
         )
     finally:
+        sock.close()
         for helper in helpers:
-            helper.terminate()
-            helper.wait(timeout=10)
-    return 0
+            helper.stop()

@@ -3,6 +3,11 @@
 A slow INFER must not hold up the PINGs behind it (they measure RTT), so each frame
 gets its own task; at most `max_in_flight` run per connection, after which the loop
 stops reading and TCP pushes back on the client. Replies go out as they complete.
+
+Before the handshake is accepted: the Origin must be the page's own or configured
+(the Host was already checked against the allow-list, edge_server/edge/app.py), the
+`private` query must be 0 or 1, and the edge must hold fewer than `max_connections`
+(else it accepts, then closes with 1013, "try again later", and says why).
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ import asyncio
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from edge_server.config import Settings
+from edge_server.edge.limits import ConnectionLimits
 from edge_server.edge.runtime import EdgeRuntime
 from edge_server.edge.session import EdgeSession
 
 POLICY_VIOLATION = 1008
+TRY_AGAIN_LATER = 1013
 
 
 def origin_allowed(websocket: WebSocket, settings: Settings) -> bool:
@@ -31,19 +38,38 @@ def origin_allowed(websocket: WebSocket, settings: Settings) -> bool:
     return origin == own or origin in settings.allowed_origins
 
 
-async def serve_connection(websocket: WebSocket, settings: Settings, runtime: EdgeRuntime) -> None:
+async def serve_connection(websocket: WebSocket, settings: Settings, runtime: EdgeRuntime,
+                           limits: ConnectionLimits) -> None:
     if not origin_allowed(websocket, settings):
         await websocket.close(code=POLICY_VIOLATION, reason="origin not allowed")
         return
-    await websocket.accept()
-    session = EdgeSession(settings, runtime)
+    private = websocket.query_params.get("private", "0")
+    if private not in ("0", "1"):
+        await websocket.close(code=POLICY_VIOLATION, reason="the query 'private' must be 0 or 1")
+        return
+    if not limits.admit():
+        await websocket.accept()
+        await websocket.close(code=TRY_AGAIN_LATER,
+                              reason=f"the edge serves at most {limits.max_connections} connections; try again later")
+        return
+    try:
+        await websocket.accept()
+        await _serve(websocket, EdgeSession(settings, runtime, limits, private=private == "1"), settings)
+    finally:
+        limits.leave()
+
+
+async def _serve(websocket: WebSocket, session: EdgeSession, settings: Settings) -> None:
     send_lock = asyncio.Lock()
     slots = asyncio.Semaphore(settings.max_in_flight)
     tasks: set[asyncio.Task] = set()
 
-    async def send(data: bytes) -> None:
-        async with send_lock:
-            await websocket.send_bytes(data)
+    async def send(reply: bytes) -> None:
+        try:
+            async with send_lock:
+                await websocket.send_bytes(reply)
+        finally:
+            session.sent(reply)
 
     async def answer(data: bytes | str | None) -> None:
         try:

@@ -3,6 +3,11 @@
     INFER (input of block a) ─► blocks [a, b) here ─► blocks [b, N) in the cloud ─► RESULT
                                                    └─ cloud down or slow: [b, N) here
 
+A cloud that times out or fails its health probes a few times in a row is marked down
+(edge_server/edge/cloud_client.py): requests then fall back at once, HELLO and PONG say
+`cloud: false` so that workers stop planning for it, and a health probe every
+CLOUD_PROBE_PERIOD_S marks it up again.
+
 The plan names the model variant (edge_server/blocks/variants.py); both tiers run that one.
 
 Both hops are batched across connections (edge_server/edge/batching.py). Every result says
@@ -27,7 +32,7 @@ from edge_server.blocks.main_path import MainPath, ModelError
 from edge_server.blocks.variants import Variants
 from edge_server.config import Settings
 from edge_server.edge.batching import Batcher, Computed, in_threads
-from edge_server.edge.cloud_client import CloudClient, CloudUnavailable
+from edge_server.edge.cloud_client import CloudClient, CloudDown, CloudUnavailable
 
 log = logging.getLogger("strata.edge")
 CLOUD_PROBE_PERIOD_S = 2.0
@@ -108,6 +113,11 @@ class EdgeRuntime:
                               "received_bytes": reply.received_bytes}
 
     @property
+    def cloud_up(self) -> bool:
+        """Whether workers should plan for the cloud: there is one, and it is not marked down."""
+        return self.cloud is not None and not self.cloud.down
+
+    @property
     def queued(self) -> int:
         """Samples waiting for an edge worker or a cloud forward: the edge's load."""
         return self.blocks.queued + self.forwards.queued
@@ -135,7 +145,7 @@ class EdgeRuntime:
             "cut_shapes": [list(shape) for shape in base.cut_shapes],
             "cut_dtypes": self.main_path.cut_dtypes,
             "edge_block_ms": base.block_ms,
-            "cloud": self.cloud is not None,
+            "cloud": self.cloud_up,
             "cloud_block_ms": self.cloud_block_ms.get("", base.block_ms),
             "cloud_link": self.cloud_link.describe(),
             "edge_queued": self.queued,
@@ -157,7 +167,8 @@ class EdgeRuntime:
                 try:
                     forwarded = await self.forwards(x, plan.b, blocks, plan.variant)
                 except CloudUnavailable as exc:
-                    log.warning("request %s: %s; finishing at the edge", request.request_id, exc)
+                    if not isinstance(exc, CloudDown):  # that one was logged once, when the cloud went down
+                        log.warning("request %s: %s; finishing at the edge", request.request_id, exc)
                     fallback = f"cloud-unavailable: {exc}"
                 else:
                     x, tier, details = forwarded.output, "cloud", forwarded.details

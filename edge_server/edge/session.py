@@ -1,15 +1,24 @@
 """One browser connection's state and its answer to each frame.
 
 The session takes the bytes of one WebSocket message and returns the bytes to send
-back, so the socket loop stays trivial. A bad frame gets an ERROR frame and the
-connection lives on. Each RESULT's timing includes `edge_total_ms` (frame in to result
-ready; encoding the few logits after that takes some 20 us) and `edge_overhead_ms`:
-that minus model compute, queueing for a worker (`edge_queue_ms`, which grows with
-load) and the cloud round trip, i.e. what decoding, validation and scheduling cost.
+back, so the socket loop stays trivial. Every frame gets an answer: a bad one gets an
+ERROR frame with its id (an INFER's `id`, a PING's `seq`) when it has one, and the
+connection lives on. Anything unforeseen still gets an ERROR `internal`, and its
+traceback goes to the log. Each RESULT's timing includes `edge_total_ms` (frame in to
+result ready; encoding the few logits after that takes some 20 us) and
+`edge_overhead_ms`: that minus model compute, queueing for a worker (`edge_queue_ms`,
+which grows with load) and the cloud round trip, i.e. what decoding, validation and
+scheduling cost.
+
+INFER tensors are validated and decoded in a thread, so that inflating and checking a
+large one delays only its own request, not every client on the event loop (a wrong-rank
+zlib bomb used to stall them all for 1.5 s).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 
 from strata import wire
@@ -17,18 +26,38 @@ from strata.offload import RequestError, error_frame, read_infer, result_frame
 from strata.wire import Frame, MessageType, WireError
 
 from edge_server.config import Settings
+from edge_server.edge.limits import ConnectionLimits
 from edge_server.edge.runtime import EdgeRuntime
+
+log = logging.getLogger("strata.edge")
 
 
 class EdgeSession:
-    def __init__(self, settings: Settings, runtime: EdgeRuntime) -> None:
-        self.settings, self.runtime = settings, runtime
+    def __init__(self, settings: Settings, runtime: EdgeRuntime, limits: ConnectionLimits,
+                 private: bool = False) -> None:
+        """private: the client promised that raw inputs never leave its device (the
+        `?private=1` of its WebSocket URL); an INFER at cut 0 is refused."""
+        self.settings, self.runtime, self.limits, self.private = settings, runtime, limits, private
+        self.queued_bytes = 0  # this connection's replies built and not yet sent
 
     def hello(self) -> bytes:
-        return wire.encode(Frame(MessageType.HELLO, self.runtime.hello()))
+        return self._queue(wire.encode(Frame(MessageType.HELLO, {**self.runtime.hello(), "private": self.private})))
 
     async def handle(self, data: bytes | str | None) -> bytes:
-        """Answer one message; never raises for anything a client can send."""
+        """Answer one message; never raises. Call sent() with the reply once it is out."""
+        return self._queue(await self._answer(data))
+
+    def sent(self, reply: bytes) -> None:
+        """The reply left (or the client did): its bytes no longer count as queued."""
+        self.queued_bytes -= len(reply)
+        self.limits.release(len(reply))
+
+    def _queue(self, reply: bytes) -> bytes:
+        self.queued_bytes += len(reply)
+        self.limits.hold(len(reply))
+        return reply
+
+    async def _answer(self, data: bytes | str | None) -> bytes:
         received = time.perf_counter()
         if not isinstance(data, (bytes, bytearray)):
             return _error("malformed", "expected a binary frame (see docs/protocol.md); got a text message")
@@ -36,34 +65,54 @@ class EdgeSession:
             frame = wire.decode(data, max_size=self.settings.max_frame_bytes)
         except WireError as exc:
             return _error(exc.code, str(exc))
-        if frame.type is MessageType.PING:
-            return self._pong(frame)
-        if frame.type is not MessageType.INFER:
-            return _error("unsupported", f"the edge accepts PING and INFER frames, not {frame.type.name}")
         try:
-            request = read_infer(frame, self.runtime.cut_shapes, self.runtime.cut_dtypes)
+            if frame.type is MessageType.PING:
+                return self._pong(frame)
+            if frame.type is MessageType.INFER:
+                return await self._infer(frame, received)
+            return _error("unsupported", f"the edge accepts PING and INFER frames, not {frame.type.name}")
+        except Exception:  # the last resort: a bug, not the client's fault; say so and keep serving
+            request_id, seq = frame.header.get("id"), frame.header.get("seq")
+            log.exception("internal error answering a %s frame (id %r, seq %r)", frame.type.name, request_id, seq)
+            return _error("internal", "the edge failed to answer this frame; the failure is in its log",
+                          request_id if type(request_id) is int and frame.type is MessageType.INFER else None,
+                          seq if type(seq) is int and frame.type is MessageType.PING else None)
+
+    async def _infer(self, frame: Frame, received: float) -> bytes:
+        try:
+            request = await asyncio.to_thread(read_infer, frame, self.runtime.cut_shapes, self.runtime.cut_dtypes,
+                                              self.settings.max_batch, self.settings.max_tensor_bytes // 4)
+            if self.private and request.plan.a == 0:
+                raise RequestError("private-session", "this session is private (?private=1): raw inputs must not "
+                                                      "leave the device, so a plan with a = 0 is refused",
+                                   request.request_id)
             result = await self.runtime.infer(request)
+            total = (time.perf_counter() - received) * 1000
+            timing = result.timing
+            waited = sum(timing.get(k, 0.0) for k in (
+                "edge_compute_ms", "edge_queue_ms", "edge_to_cloud_ms", "cloud_compute_ms", "cloud_to_edge_ms"))
+            timing.update(edge_total_ms=total, edge_overhead_ms=max(total - waited, 0.0))
+            return wire.encode(result_frame(result))
         except RequestError as exc:
             return wire.encode(error_frame(exc))
-        total = (time.perf_counter() - received) * 1000
-        timing = result.timing
-        waited = sum(timing.get(k, 0.0) for k in (
-            "edge_compute_ms", "edge_queue_ms", "edge_to_cloud_ms", "cloud_compute_ms", "cloud_to_edge_ms"))
-        timing.update(edge_total_ms=total, edge_overhead_ms=max(total - waited, 0.0))
-        return wire.encode(result_frame(result))
 
     def _pong(self, frame: Frame) -> bytes:
         header = frame.header
         seq, sent, reply_bytes = header.get("seq"), header.get("sent_ms"), header.get("reply_bytes", 0)
-        if not isinstance(seq, int) or not isinstance(sent, (int, float)) or not isinstance(reply_bytes, int):
-            return _error("malformed", "PING header needs integer 'seq', number 'sent_ms' and integer 'reply_bytes'")
+        if type(seq) is not int or not wire.is_number(sent) or type(reply_bytes) is not int:
+            return _error("malformed", "PING header needs integer 'seq', number 'sent_ms' and integer 'reply_bytes'",
+                          seq=seq if type(seq) is int else None)
         limit = self.settings.max_probe_reply_bytes
         if not 0 <= reply_bytes <= limit:
-            return _error("bad-request", f"reply_bytes must be between 0 and {limit}, got {reply_bytes}")
+            return _error("bad-request", f"reply_bytes must be between 0 and {limit}, got {reply_bytes}", seq=seq)
+        if not self.limits.room_for(reply_bytes, self.queued_bytes):
+            return _error("busy", f"{self.queued_bytes} bytes of replies already wait for this client and "
+                                  f"{self.limits.queued_bytes} for all: read them first, or probe again later", seq=seq)
         reply = {"seq": seq, "sent_ms": sent, "received_bytes": len(frame.payload), "server_ms": time.time() * 1000,
-                 "edge_queued": self.runtime.queued, "refused_variants": self.runtime.variants.refused}
+                 "edge_queued": self.runtime.queued, "cloud": self.runtime.cloud_up,
+                 "refused_variants": self.runtime.variants.refused}
         return wire.encode(Frame(MessageType.PONG, reply, bytes(reply_bytes)))
 
 
-def _error(code: str, message: str) -> bytes:
-    return wire.encode(wire.error(code, message))
+def _error(code: str, message: str, request_id: int | None = None, seq: int | None = None) -> bytes:
+    return wire.encode(wire.error(code, message, request_id, seq))

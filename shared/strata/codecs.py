@@ -18,6 +18,8 @@ own bytes (still zlib-compressed under "+z"), and the header names its `dtype`.
 
 from __future__ import annotations
 
+import math
+import reprlib
 import zlib
 
 import numpy as np
@@ -26,6 +28,8 @@ BASES = ("f32", "f16", "i8", "i8c")
 CODECS = tuple(f"{base}{z}" for base in BASES for z in ("", "+z"))
 ZLIB_LEVEL = 1  # level 1 gets nearly all of the gain on sparse activations, at a fraction of the time
 EXACT_DTYPES = ("uint8", "int8")  # integer tensors sent as they are, whatever the codec
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+MAX_RANK = 8  # batch plus up to 7 dims: every cut so far has 2 to 4 (numpy itself stops at 64)
 
 
 class CodecError(ValueError):
@@ -34,7 +38,7 @@ class CodecError(ValueError):
 
 def _split(codec: str) -> tuple[str, bool]:
     if codec not in CODECS:
-        raise CodecError(f"unknown codec {codec!r}: expected one of {', '.join(CODECS)}")
+        raise CodecError(f"unknown codec {reprlib.repr(codec)}: expected one of {', '.join(CODECS)}")
     base, _, z = codec.partition("+")
     return base, bool(z)
 
@@ -70,25 +74,35 @@ def encode_tensor(x: np.ndarray, codec: str) -> tuple[dict, bytes]:
     return header, zlib.compress(data, ZLIB_LEVEL) if compress else data
 
 
+def tensor_shape(header: dict) -> tuple[int, ...]:
+    """The shape a tensor header declares: a list of at most MAX_RANK non-negative
+    integers (booleans are not integers). Read before anything is decoded, so a caller
+    can check it against what it expects first."""
+    shape = header.get("shape")
+    if not isinstance(shape, list) or len(shape) > MAX_RANK or not all(type(d) is int and d >= 0 for d in shape):
+        raise CodecError(f"tensor shape must be a list of at most {MAX_RANK} non-negative integers, "
+                         f"got {reprlib.repr(shape)}")
+    return tuple(shape)
+
+
 def decode_tensor(header: dict, payload: bytes, max_elements: int = 1 << 26) -> np.ndarray:
     """Decode what encode_tensor made, checking every field; the result is float32, or the
-    header's integer `dtype`."""
+    header's integer `dtype`. A "+z" payload is inflated to at most the bytes the shape
+    needs, so it cannot expand past max_elements."""
     base, compressed = _split(header.get("codec", ""))
     exact = header.get("dtype")
     if exact is not None and exact not in EXACT_DTYPES:
         raise CodecError(f"tensor dtype must be one of {', '.join(EXACT_DTYPES)} if given, got {exact!r}")
-    shape = header.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise CodecError(f"tensor shape must be a list of non-negative integers, got {shape!r}")
-    count = int(np.prod(shape, dtype=np.int64))
+    shape = tensor_shape(header)
+    count = math.prod(shape)
     if count > max_elements:
         raise CodecError(f"tensor of {count} elements exceeds the limit of {max_elements}")
+    itemsize = 1 if exact else {"f32": 4, "f16": 2}.get(base, 1)
     if compressed:
         try:
-            payload = zlib.decompressobj().decompress(payload, count * 4 + 1)
+            payload = zlib.decompressobj().decompress(payload, count * itemsize + 1)
         except zlib.error as exc:
             raise CodecError(f"payload is not valid zlib data: {exc}") from None
-    itemsize = 1 if exact else {"f32": 4, "f16": 2}.get(base, 1)
     if len(payload) != count * itemsize:
         raise CodecError(f"payload holds {len(payload)} bytes; shape {shape} as {exact or base} needs "
                          f"{count * itemsize}")
@@ -109,8 +123,9 @@ def decode_tensor(header: dict, payload: bytes, max_elements: int = 1 << 26) -> 
 def _scales(header: dict, base: str, shape: list[int]) -> np.ndarray:
     scale = header.get("scale")
     channels = shape[1] if base == "i8c" and len(shape) >= 2 else 1
-    if not isinstance(scale, list) or len(scale) != channels or not all(isinstance(s, (int, float)) for s in scale):
-        raise CodecError(f"{base} needs 'scale', a list of {channels} number(s); got {scale!r}")
+    if not isinstance(scale, list) or len(scale) != channels or not all(
+            type(s) in (int, float) and abs(s) <= FLOAT32_MAX for s in scale):
+        raise CodecError(f"{base} needs 'scale', a list of {channels} float32 number(s); got {reprlib.repr(scale)}")
     values = np.asarray(scale, np.float32)
     if base == "i8c":
         return values.reshape((1, channels) + (1,) * (len(shape) - 2))

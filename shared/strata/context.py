@@ -89,12 +89,16 @@ class ContextTracker:
             self._cut_bytes.clear()
 
     def on_edge(self, report: dict) -> None:
-        """What the edge says in a PONG or a RESULT: its queue, its link to the cloud, and
-        variants it refused since its HELLO (their files broke): no longer offered."""
+        """What the edge says in a PONG or a RESULT: its queue, its link to the cloud,
+        whether its cloud is up (a cloud it marked down is planned as absent until it says
+        it is back), and variants it refused since its HELLO (their files broke): no
+        longer offered."""
         if "edge_queue_ms" in report:
             self.edge_queue.add(report["edge_queue_ms"])
         if report.get("cloud_link"):
             self.hello = {**self.hello, "cloud_link": report["cloud_link"]}
+        if type(report.get("cloud")) is bool:
+            self.hello = {**self.hello, "cloud": report["cloud"]}
         refused = report.get("refused_variants") or {}
         if set(refused) - set(self.hello.get("refused_variants") or {}):
             variants = {name: v for name, v in (self.hello.get("variants") or {}).items() if name not in refused}

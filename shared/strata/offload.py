@@ -6,13 +6,15 @@ the three cannot drift apart. Times are milliseconds.
 
 from __future__ import annotations
 
+import math
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from strata import wire
-from strata.codecs import CodecError, decode_tensor, encode_tensor
+from strata.codecs import CodecError, decode_tensor, encode_tensor, tensor_shape
 from strata.plan import Plan, PlanError
 from strata.wire import Frame, MessageType
 
@@ -50,50 +52,74 @@ def infer_frame(request: InferRequest) -> Frame:
 
 
 def read_infer(frame: Frame, cut_shapes: Mapping[str, list[tuple[int, ...]]],
-               cut_dtypes: Mapping[str, list[str]] | None = None) -> InferRequest:
+               cut_dtypes: Mapping[str, list[str]] | None = None, max_samples: int | None = None,
+               max_elements: int = 1 << 26) -> InferRequest:
     """Validate an INFER against the model: cut_shapes[variant][k] is block k's input,
     without batch, for each variant this side serves ("" is the unpruned model), and
     cut_dtypes[variant][k] its dtype (float32 if not given). A float tensor becomes the
     cut's float dtype (f32 and f16 carry float16 exactly); an integer cut takes only its
-    own dtype, which codecs send exactly."""
+    own dtype, which codecs send exactly.
+
+    Every header field is checked before the payload is touched: the declared shape
+    must be block a's input with 1..max_samples samples and at most max_elements values,
+    so a small compressed payload cannot inflate into more than that. RequestError
+    codes: malformed, unknown-variant, bad-plan, bad-tensor, too-large, bad-request.
+    """
     header = frame.header
     request_id = header.get("id")
-    if not isinstance(request_id, int):
+    if type(request_id) is not int:
         raise RequestError("malformed", "INFER needs an integer 'id'")
     plan_header = header.get("plan")
     variant = plan_header.get("variant", "") if isinstance(plan_header, dict) else ""
+    if not isinstance(variant, str):
+        raise RequestError("bad-plan", f"plan 'variant' must be a string; got {reprlib.repr(variant)}", request_id)
     if variant not in cut_shapes:
         served = ", ".join(repr(name) for name in cut_shapes)
-        raise RequestError("unknown-variant", f"this server has no model variant {variant!r}; it serves {served}",
-                           request_id)
+        raise RequestError("unknown-variant", f"this server has no model variant {reprlib.repr(variant)}; "
+                                              f"it serves {served}", request_id)
     cut_shapes = cut_shapes[variant]
     try:
         plan = Plan.from_header(plan_header, len(cut_shapes) - 1)
-        spec = header.get("tensor")
-        if not isinstance(spec, dict):
-            raise CodecError("INFER needs a 'tensor' object with codec and shape")
-        x = decode_tensor(spec, frame.payload)
     except PlanError as exc:
         raise RequestError("bad-plan", str(exc), request_id) from None
-    except CodecError as exc:
-        raise RequestError("bad-tensor", str(exc), request_id) from None
     if plan.a >= len(cut_shapes) - 1:
         raise RequestError("bad-plan", f"plan leaves nothing to run off the device (a={plan.a})", request_id)
+    device_ms = header.get("device_ms", 0.0)
+    if not wire.is_number(device_ms) or device_ms < 0:
+        raise RequestError("bad-request", f"'device_ms' must be a number >= 0; got {reprlib.repr(device_ms)}",
+                           request_id)
+    spec = header.get("tensor")
     expected = tuple(cut_shapes[plan.a])
-    if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != expected or len(x) < 1:
-        raise RequestError("bad-tensor", f"the input of block {plan.a} must be shaped (N, {', '.join(map(str, expected))}) "
-                                         f"with N >= 1; got {tuple(x.shape)}", request_id)
+    try:
+        if not isinstance(spec, dict):
+            raise CodecError("INFER needs a 'tensor' object with codec and shape")
+        shape = tensor_shape(spec)
+        if len(shape) != len(expected) + 1 or shape[1:] != expected or shape[0] < 1:
+            raise CodecError(f"the input of block {plan.a} must be shaped (N, {', '.join(map(str, expected))}) "
+                             f"with N >= 1; got {shape}")
+        if max_samples is not None and shape[0] > max_samples:
+            raise RequestError("too-large", f"a frame holds at most {max_samples} samples; got {shape[0]}", request_id)
+        if math.prod(shape) > max_elements:
+            raise RequestError("too-large", f"a tensor holds at most {max_elements} values; got {math.prod(shape)}",
+                               request_id)
+        x = decode_tensor(spec, frame.payload, max_elements)
+    except CodecError as exc:
+        raise RequestError("bad-tensor", str(exc), request_id) from None
     dtypes = (cut_dtypes or {}).get(variant)
     dtype = np.dtype(dtypes[plan.a] if dtypes else "float32")
     if x.dtype != dtype and not dtype.kind == x.dtype.kind == "f":
         raise RequestError("bad-tensor", f"the input of block {plan.a} is {dtype.name}; got {x.dtype.name}", request_id)
-    x = x.astype(dtype, copy=False)
-    device_ms = header.get("device_ms", 0.0)
-    return InferRequest(request_id, plan, x, float(device_ms) if isinstance(device_ms, (int, float)) else 0.0)
+    return InferRequest(request_id, plan, x.astype(dtype, copy=False), float(device_ms))
 
 
 def result_frame(result: Result) -> Frame:
-    header, payload = encode_tensor(result.logits, "f32")
+    """A RESULT; RequestError "bad-result" if the logits hold NaN or Inf, which no
+    RESULT may carry (an input far outside the model's range can overflow it)."""
+    try:
+        header, payload = encode_tensor(result.logits, "f32")
+    except CodecError as exc:
+        raise RequestError("bad-result", f"the model's output cannot be sent: {exc}; the input's values are "
+                                         "probably far outside what the model was trained on", result.request_id) from None
     return Frame(MessageType.RESULT, {"id": result.request_id, "tier": result.tier, "timing": result.timing,
                                       "fallback": result.fallback, "tensor": header}, payload)
 

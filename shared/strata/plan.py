@@ -11,6 +11,7 @@ the pruned model the blocks after conv1 come from ("" is the unpruned model).
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import asdict, dataclass
 
 from strata.codecs import CODECS
@@ -43,16 +44,16 @@ class Plan:
 
     @classmethod
     def from_header(cls, header: object, blocks: int) -> Plan:
-        """Parse and check a plan received over the wire."""
+        """Parse and check a plan received over the wire (booleans are not integers here)."""
         if not isinstance(header, dict):
-            raise PlanError(f"plan must be an object with a, b, codec, branch; got {header!r}")
+            raise PlanError(f"plan must be an object with a, b, codec, branch; got {reprlib.repr(header)}")
         a, b = header.get("a"), header.get("b")
         codec, branch = header.get("codec", "f16"), header.get("branch", True)
         variant = header.get("variant", "")
-        if not isinstance(a, int) or not isinstance(b, int) or not isinstance(codec, str) or not isinstance(branch, bool) \
+        if type(a) is not int or type(b) is not int or not isinstance(codec, str) or not isinstance(branch, bool) \
                 or not isinstance(variant, str):
             raise PlanError(f"plan needs integers a and b, a string codec, a boolean branch and a string variant; "
-                            f"got {header!r}")
+                            f"got {reprlib.repr(header)}")
         return cls(a, b, codec, branch, variant).check(blocks)
 
 

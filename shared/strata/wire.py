@@ -16,14 +16,25 @@ tensors cross without base64 or copies. docs/protocol.md is the full specificati
 from __future__ import annotations
 
 import json
+import math
+import re
 import struct
+import sys
 from dataclasses import dataclass, field
 from enum import IntEnum
+
+import numpy as np
 
 MAGIC = b"ST"
 WIRE_VERSION = 1
 PREAMBLE = struct.Struct("<2sBBI")
 MAX_HEADER_BYTES = 64 * 1024
+# Headers nest 3 or 4 levels deep. Python's JSON parser recurses per level: in Pyodide,
+# a few thousand levels overflow the JavaScript stack and kill the runtime before
+# Python's recursion limit is reached, so depth is checked before parsing.
+MAX_HEADER_DEPTH = 32
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 class MessageType(IntEnum):
@@ -51,14 +62,17 @@ class Frame:
 
 
 def encode(frame: Frame) -> bytes:
-    """Serialize a frame; the header must be JSON-serializable."""
-    header = json.dumps(frame.header, separators=(",", ":")).encode()
+    """Serialize a frame. The header must be JSON: NaN and Infinity raise ValueError
+    rather than go out as the non-standard tokens other JSON parsers refuse."""
+    header = json.dumps(frame.header, separators=(",", ":"), allow_nan=False).encode()
     preamble = PREAMBLE.pack(MAGIC, WIRE_VERSION, int(frame.type), len(header))
     return b"".join((preamble, header, bytes(frame.payload)))
 
 
 def decode(data: bytes | bytearray | memoryview, max_size: int | None = None) -> Frame:
-    """Parse one frame, or raise WireError saying exactly what is wrong with it."""
+    """Parse one frame, or raise WireError saying exactly what is wrong with it. The
+    header must be strict JSON: NaN, Infinity and numbers beyond a double's range are
+    refused, and so is nesting deeper than MAX_HEADER_DEPTH."""
     data = bytes(data)
     if max_size is not None and len(data) > max_size:
         raise WireError("too-large", f"frame of {len(data)} bytes exceeds the limit of {max_size} bytes")
@@ -77,8 +91,11 @@ def decode(data: bytes | bytearray | memoryview, max_size: int | None = None) ->
     end = PREAMBLE.size + header_len
     if header_len > MAX_HEADER_BYTES or end > len(data):
         raise WireError("malformed", f"header length {header_len} does not fit in a frame of {len(data)} bytes")
+    raw = data[PREAMBLE.size:end]
+    if _deeper_than(raw, MAX_HEADER_DEPTH):
+        raise WireError("malformed", f"header nests arrays and objects deeper than {MAX_HEADER_DEPTH} levels")
     try:
-        header = json.loads(data[PREAMBLE.size:end])
+        header = json.loads(raw, parse_float=_finite, parse_constant=_refuse_constant)
     except ValueError as exc:
         raise WireError("malformed", f"header is not valid UTF-8 JSON: {exc}") from None
     if not isinstance(header, dict):
@@ -86,11 +103,42 @@ def decode(data: bytes | bytearray | memoryview, max_size: int | None = None) ->
     return Frame(message_type, header, data[end:])
 
 
-def error(code: str, message: str, request_id: int | None = None) -> Frame:
-    """An ERROR frame; request_id ties it to the request that caused it, when known."""
-    header = {"code": code, "message": message}
+def _deeper_than(raw: bytes, levels: int) -> bool:
+    """Whether JSON text nests arrays and objects more than `levels` deep (brackets in
+    strings do not count): a running count of the brackets, vectorized."""
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    if len(brackets) <= 2 * levels:  # the usual header: too few brackets to nest that deep
+        return False
+    values = np.frombuffer(brackets, np.uint8)
+    depth = np.cumsum(np.where(np.isin(values, np.frombuffer(b"[{", np.uint8)), 1, -1))
+    return bool(depth.max() > levels)
+
+
+def is_number(value: object) -> bool:
+    """A header value that is a number a double can hold: int or float, never a bool
+    (in Python, True is an int)."""
+    return type(value) in (int, float) and abs(value) <= sys.float_info.max
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def error(code: str, message: str, request_id: int | None = None, seq: int | None = None) -> Frame:
+    """An ERROR frame; request_id (an INFER's id) or seq (a PING's) ties it to the frame
+    that caused it, when known."""
+    header: dict = {"code": code, "message": message}
     if request_id is not None:
         header["id"] = request_id
+    if seq is not None:
+        header["seq"] = seq
     return Frame(MessageType.ERROR, header)
 
 

@@ -89,3 +89,29 @@ def test_integer_tensors_travel_exactly_whatever_the_codec():
         decode_tensor({**header, "dtype": "int64"}, payload)
     with pytest.raises(CodecError, match="as uint8 needs 4"):
         decode_tensor(header, payload[:-1])
+
+
+def test_shapes_are_lists_of_at_most_eight_plain_integers():
+    payload = bytes(4)
+    for shape in ([True], [1, True], [1] * 9, [1.0], "1", None):
+        with pytest.raises(CodecError, match="shape"):
+            decode_tensor({"codec": "f32", "shape": shape}, payload)
+    with pytest.raises(CodecError, match="exceeds the limit"):
+        decode_tensor({"codec": "f32", "shape": [10**30]}, payload)
+    assert decode_tensor({"codec": "f32", "shape": [1] * 8}, payload).shape == (1,) * 8
+
+
+def test_a_compressed_payload_inflates_no_further_than_its_shape():
+    import zlib
+    bomb = zlib.compress(bytes(64 << 20), 9)  # 64 MiB of zeros in some 64 KB
+    with pytest.raises(CodecError, match="payload holds 4097 bytes"):
+        decode_tensor({"codec": "f32+z", "shape": [1, 1024]}, bomb)
+    with pytest.raises(CodecError, match="exceeds the limit"):
+        decode_tensor({"codec": "f32+z", "shape": [16 << 20]}, bomb, max_elements=1 << 20)
+
+
+def test_scales_are_float32_numbers():
+    q_header, q_payload = encode_tensor(_activation(), "i8")
+    for scale in ([True], [10**40], ["1"]):
+        with pytest.raises(CodecError, match="scale"):
+            decode_tensor({**q_header, "scale": scale}, q_payload)

@@ -118,3 +118,14 @@ def test_cut_bytes_follow_the_dtype_of_each_cut():
     table = ContextTracker({"blocks": blocks}, HELLO, conv1_ms=None, branch_ms=None, macs_per_ms=1000).cut_bytes()
     assert table["f32"][0] == table["i8"][0] == 8 * 8 * 3 + FRAME_OVERHEAD  # pixels travel as bytes
     assert table["f32"][1] == 256 * 4 + FRAME_OVERHEAD and table["f16"][1] == 256 * 2 + FRAME_OVERHEAD
+
+
+def test_a_cloud_the_edge_reports_down_is_planned_as_absent_until_it_is_back():
+    context = tracker()
+    assert context.context().cloud is not None
+    context.on_edge({"cloud": False, "edge_queued": 0})  # a PONG from an edge whose cloud hangs
+    assert context.context().cloud is None
+    choice = plan(context.costs(runnable=3), context.context(), Goal("latency"))
+    assert choice.plan.b == 3  # nothing planned for the cloud
+    context.on_edge({"cloud": True})
+    assert context.context().cloud is not None

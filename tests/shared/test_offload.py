@@ -97,3 +97,53 @@ def test_a_tensor_arrives_in_the_dtype_of_its_cut():
     with pytest.raises(RequestError, match="block 0 is uint8; got float32") as caught:
         read_infer(_through_wire(infer_frame(InferRequest(3, Plan(0, 1, "f32", branch=False), floats))), cuts, dtypes)
     assert caught.value.code == "bad-tensor"
+
+
+def _infer_header(**fields):
+    good = infer_frame(InferRequest(3, Plan(1, 3, "f32+z"), np.zeros((1, 32, 16, 16), np.float32)))
+    return wire.Frame(good.type, {**good.header, **fields}, good.payload)
+
+
+def test_every_header_field_is_checked_for_its_type():
+    cases = [
+        ({"id": True}, "malformed", "integer 'id'"),
+        ({"plan": {"a": 1, "b": 3, "variant": ["p50"]}}, "bad-plan", "'variant' must be a string"),
+        ({"plan": {"a": 1, "b": 3, "variant": {"x": 1}}}, "bad-plan", "'variant' must be a string"),
+        ({"plan": {"a": True, "b": 3, "codec": "f32+z"}}, "bad-plan", "integers a and b"),
+        ({"device_ms": True}, "bad-request", "device_ms"),
+        ({"device_ms": -1}, "bad-request", "device_ms"),
+        ({"tensor": {"codec": "f32+z", "shape": [10**30, 32, 16, 16]}}, "too-large", "at most"),
+        ({"tensor": {"codec": "f32+z", "shape": [1] * 70}}, "bad-tensor", "shape"),
+        ({"tensor": {"codec": "f32+z", "shape": [True, 32, 16, 16]}}, "bad-tensor", "shape"),
+        ({"tensor": {"codec": ["f32"], "shape": [1, 32, 16, 16]}}, "bad-tensor", "unknown codec"),
+        ({"tensor": [1]}, "bad-tensor", "'tensor' object"),
+    ]
+    for fields, code, message in cases:
+        with pytest.raises(RequestError, match=message) as caught:
+            read_infer(_infer_header(**fields), CUTS, max_samples=32)
+        assert caught.value.code == code, fields
+        assert caught.value.request_id == (None if code == "malformed" else 3), fields
+
+
+def test_rank_shape_and_samples_are_checked_before_the_payload_is_inflated():
+    import zlib
+    bomb = zlib.compress(bytes(8192 * 32 * 16 * 16 * 4), 9)  # 256 MiB of zeros, some 250 KB compressed
+    many = wire.Frame(wire.MessageType.INFER, {"id": 1, "plan": Plan(1, 3, "f32+z").to_header(),
+                                               "tensor": {"codec": "f32+z", "shape": [8192, 32, 16, 16]}}, bomb)
+    with pytest.raises(RequestError, match="at most 32 samples") as caught:
+        read_infer(many, CUTS, max_samples=32)
+    assert caught.value.code == "too-large"
+    flat = wire.Frame(many.type, {**many.header, "tensor": {"codec": "f32+z", "shape": [1 << 26]}}, bomb)
+    with pytest.raises(RequestError, match=r"must be shaped \(N, 32, 16, 16\)") as caught:
+        read_infer(flat, CUTS, max_samples=32)
+    assert caught.value.code == "bad-tensor"
+    with pytest.raises(RequestError, match="at most 1000 values") as caught:
+        read_infer(wire.Frame(many.type, {**many.header, "tensor": {"codec": "f32+z", "shape": [1, 32, 16, 16]}}, bomb),
+                   CUTS, max_samples=32, max_elements=1000)
+    assert caught.value.code == "too-large"
+
+
+def test_a_result_that_cannot_be_encoded_is_an_error_with_its_id():
+    with pytest.raises(RequestError, match="NaN or Inf") as caught:
+        result_frame(Result(8, np.array([[np.inf, 0.0]], np.float32), "edge"))
+    assert caught.value.code == "bad-result" and caught.value.request_id == 8

@@ -31,6 +31,7 @@ class EdgeLink:
         self._reconnect_now = False
         self._generation = 0  # which connection is current: a late close of an old one is ignored
         self.stopped = False
+        self.reply_timeout_s = REPLY_TIMEOUT_S
 
     async def run(self) -> None:
         """Keep a connection up until stop()."""
@@ -57,7 +58,7 @@ class EdgeLink:
                                            lambda reason: self._on_close(generation, reason))
         self.socket = socket
         try:
-            await asyncio.wait_for(self.ready.wait(), REPLY_TIMEOUT_S)  # HELLO comes first
+            await asyncio.wait_for(self.ready.wait(), self.reply_timeout_s)  # HELLO comes first
         except asyncio.TimeoutError:
             socket.close()
             raise
@@ -101,7 +102,9 @@ class EdgeLink:
             self.ready.set()
             self._notify("connected", hello=json.dumps(frame.header))
             return
-        key = ("ping", frame.header.get("seq")) if frame.type is MessageType.PONG else ("infer", frame.header.get("id"))
+        # A PONG, or an ERROR about a PING, carries its seq; a RESULT, or an ERROR about an INFER, its id.
+        by_seq = frame.type is MessageType.PONG or frame.type is MessageType.ERROR and "seq" in frame.header
+        key = ("ping", frame.header.get("seq")) if by_seq else ("infer", frame.header.get("id"))
         future = self.pending.pop(key, None)
         if future is not None and not future.done():
             future.set_result((frame, len(data)))
@@ -117,7 +120,7 @@ class EdgeLink:
 
     async def exchange(self, key: tuple[str, int], frame: Frame) -> tuple[Frame, int, int]:
         """Send a frame and await its reply: (reply, bytes sent, bytes received).
-        Raise ConnectionError, or asyncio.TimeoutError after REPLY_TIMEOUT_S."""
+        Raise ConnectionError, or asyncio.TimeoutError after reply_timeout_s."""
         if not self.up:
             raise ConnectionError("not connected to the edge")
         future = asyncio.get_running_loop().create_future()
@@ -125,7 +128,7 @@ class EdgeLink:
         data = wire.encode(frame)
         try:
             await self.socket.send(data)
-            reply, received = await asyncio.wait_for(future, REPLY_TIMEOUT_S)
+            reply, received = await asyncio.wait_for(future, self.reply_timeout_s)
             return reply, len(data), received
         finally:
             self.pending.pop(key, None)

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 from strata import wire
 from strata.client.profile import time_bundle
 from strata.context import ContextTracker
+from strata.offload import RequestError
 from strata.probes import probe_bytes, transfer_rate_bps
+from strata.wire import MessageType
 
 if TYPE_CHECKING:
     from strata.client.runtime import Client
@@ -47,12 +49,15 @@ class Prober:
 
     async def ping(self, payload: int = 0, reply_bytes: int = 0) -> tuple[float, dict]:
         """One PING: (round trip in ms, the PONG's header). Raise ConnectionError or
-        asyncio.TimeoutError if no PONG comes."""
+        asyncio.TimeoutError if no PONG comes, RequestError if the edge refuses the probe
+        (e.g. `busy`: its budget for queued replies is spent)."""
         clock = self.client.transport.clock
         self.next_seq += 1
         begin = clock()
         reply, _, _ = await self.client.link.exchange(
             ("ping", self.next_seq), wire.ping(self.next_seq, begin * 1000, reply_bytes, bytes(payload)))
+        if reply.type is MessageType.ERROR:
+            raise RequestError(str(reply.header.get("code")), str(reply.header.get("message")))
         return (clock() - begin) * 1000, reply.header
 
     async def measure_rtt(self, count: int) -> float:
@@ -94,6 +99,8 @@ class Prober:
                 context.on_rate("down", transfer_rate_bps(size, elapsed / 1000, rtt / 1000))
             except (ConnectionError, asyncio.TimeoutError):
                 context.edge_up = False
+            except RequestError:
+                pass  # a probe the edge refused (busy): keep the estimates, probe again next period
         client.replan()
         self.probed.set()
 
