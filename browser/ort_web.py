@@ -61,6 +61,15 @@ class OrtBlock:
         tensor.dispose()
         return to_numpy(result)
 
+    def submit(self, x: np.ndarray):
+        """Start a run on x without awaiting it: the JS promise of the session's outputs,
+        for worker.js to await (no trip through Python's event loop); collect() reads them."""
+        return self.session.run(js.Object.fromEntries(to_js([[self.input, self.tensor(x)]])))
+
+    def collect(self, outputs) -> np.ndarray:
+        """The output of a run submit() started, as numpy."""
+        return to_numpy(getattr(outputs, self.output))
+
 
 def to_numpy(tensor) -> np.ndarray:
     """An ort.Tensor's data as a numpy array (a copy); the tensor is disposed."""

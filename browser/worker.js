@@ -5,6 +5,7 @@
 const post = (type, data = {}) => self.postMessage({ type, ...data });
 const PYTHON_MODULES = ["ort_web.py"];
 let pyodide = null;
+self.getPyodide = () => pyodide;
 
 // For Python (ort_web.py), which cannot write a dynamic import() itself.
 self.importModule = (url) => import(url);
@@ -83,31 +84,53 @@ async function start(wsUrl) {
   post("ready", { info, model, timings: { ready_ms: performance.now() - t0, steps } });
 }
 
+// worker.py's functions, looked up once.
+const functions = new Map();
+function pyFunction(method) {
+  if (!functions.has(method)) {
+    const fn = pyodide.globals.get(method);
+    if (!fn) throw new Error(`worker.py has no function ${method}`);
+    functions.set(method, fn);
+  }
+  return functions.get(method);
+}
+
 // Call a function of worker.py with plain JS arguments; get plain JS back. An async
 // function returns an awaitable proxy of its Future, which settles to the value.
 async function call(method, args) {
-  const fn = pyodide.globals.get(method);
-  if (!fn) throw new Error(`worker.py has no function ${method}`);
-  const pyArgs = args.map((arg) => pyodide.toPy(arg));
+  const pyArgs = args.map((arg) => (arg !== null && typeof arg === "object" ? pyodide.toPy(arg) : arg));
   try {
-    const result = await fn(...pyArgs);
-    if (result && typeof result.toJs === "function") {
-      const plain = result.toJs({ dict_converter: Object.fromEntries });
-      result.destroy();
-      return plain;
-    }
-    return result;
+    return plain(await pyFunction(method)(...pyArgs));
   } finally {
-    fn.destroy();
     pyArgs.forEach((arg) => arg && typeof arg.destroy === "function" && arg.destroy());
   }
+}
+
+function plain(result) {
+  if (!result || typeof result.toJs !== "function") return result;
+  const value = result.toJs({ dict_converter: Object.fromEntries });
+  result.destroy();
+  return value;
+}
+
+// A request (classify_sample, classify_pixels) comes back from Python step by step,
+// each a synchronous call: an answer; or the promise of the device's one call into
+// onnxruntime-web, awaited here and handed to resume(); or, when the request waits on the
+// network or on loading, finish(), which continues in Python's event loop. So a request
+// the device answers crosses into Python at most twice and never waits on its event loop.
+const STEPPED = new Set(["classify_sample", "classify_pixels"]);
+
+async function classify(method, args) {
+  let step = await call(method, args);
+  if (step.run) step = pyFunction("resume")(step.id, await step.run);
+  return step.answer || call("finish", [step.id]);
 }
 
 self.onmessage = ({ data }) => {
   if (data.type === "start") {
     start(data.wsUrl).catch((error) => post("error", { message: String((error && error.message) || error) }));
   } else if (data.type === "call") {
-    call(data.method, data.args).then(
+    (STEPPED.has(data.method) ? classify : call)(data.method, data.args).then(
       (result) => post("reply", { id: data.id, result }),
       (error) => post("reply", { id: data.id, error: String((error && error.message) || error) }),
     );

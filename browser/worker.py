@@ -127,9 +127,38 @@ def set_probe_period(seconds):
     return CLIENT.prober.set_period(float(seconds))
 
 
-async def classify_sample(index):
-    classified = await CLIENT.classify(CLIENT.images[int(index)])
-    return {**classified.to_dict(), "index": int(index), "truth": int(CLIENT.labels[int(index)])}
+# -- one request: worker.js drives it (see classify() there) -----------------------------
+STEPS = {}  # request id -> (a step waiting for worker.js, fields its answer adds)
+
+
+def _next(step, extra):
+    """What worker.js does next with a step: show the answer; await the promise of the one
+    call the device makes into onnxruntime-web, then resume(); or await finish()."""
+    if step.classified is not None:
+        return to_js({"answer": {**step.classified.to_dict(), **extra}}, dict_converter=js.Object.fromEntries)
+    STEPS[step.request_id] = step, extra
+    if step.stretch is not None:
+        return to_js({"id": step.request_id, "run": step.stretch.session.submit(step.stretch.x)},
+                     dict_converter=js.Object.fromEntries)
+    return to_js({"id": step.request_id}, dict_converter=js.Object.fromEntries)
+
+
+def classify_sample(index):
+    """A shipped sample, by index: the first step of its request (see _next)."""
+    index = int(index)
+    return _next(CLIENT.begin(CLIENT.images[index]), {"index": index, "truth": int(CLIENT.labels[index])})
+
+
+def resume(request_id, outputs):
+    """onnxruntime-web's outputs for a step's run: the request's next step."""
+    step, extra = STEPS.pop(int(request_id))
+    return _next(CLIENT.resume(step, step.stretch.session.collect(outputs)), extra)
+
+
+async def finish(request_id):
+    """The rest of a request that waits on the network or on loading: its answer."""
+    step, extra = STEPS.pop(int(request_id))
+    return {**(await CLIENT.complete(step)).to_dict(), **extra}
 
 
 async def measure_rtt(count):
@@ -168,17 +197,17 @@ def _uint8_pixels(pixels):
     return np.rint(values).astype(np.uint8)
 
 
-async def classify_pixels(pixels, width, height):
+def classify_pixels(pixels, width, height):
     """One image the page made (an upload or a camera frame): `width` x `height` greyscale
     values 0..255, row by row, a light object on a dark background, at the model's raw size.
-    Returns what classify_sample returns, without index and truth."""
+    Its first step, as classify_sample's; the answer has no index and truth."""
     rows, cols = input_size()
     if (int(height), int(width)) != (rows, cols):
         raise ValueError(f"expected a {cols}x{rows} image (the manifest's input.raw_size); got {width}x{height}")
     values = _uint8_pixels(pixels)
     if values.size != rows * cols:
         raise ValueError(f"expected {rows * cols} pixels for {cols}x{rows}; got {values.size}")
-    return (await CLIENT.classify(values.reshape(rows, cols).copy())).to_dict()
+    return _next(CLIENT.begin(values.reshape(rows, cols).copy()), {})
 
 
 def load_transfer():

@@ -375,18 +375,19 @@ class Client:
         return step
 
     async def classify(self, image: np.ndarray) -> Classified:
-        """One image through the current plan: begin(), then whatever the step needs, awaited."""
-        step = self.begin(image)
-        if step.segments is not None and step.stretch is None:  # something had to load first
+        """One image through the current plan: begin(), then complete()."""
+        return await self.complete(self.begin(image))
+
+    async def complete(self, step: Step) -> Classified:
+        """Whatever a step still needs, awaited: the fast executor's call, or the device's
+        blocks once they load, then the offload; its answer. (The browser's worker makes
+        the fast executor's call itself, without Python's event loop, and resumes.)"""
+        if step.stretch is not None:
+            step = self.resume(step, await step.stretch.session(step.stretch.x))
+        elif step.segments is not None:
             x = await self.device(step.plan.variant).run(step.pending.block_input, step.segments)
             step = self._after_blocks(step, x)
-        elif step.stretch is not None:
-            step = self.resume(step, await step.stretch.session(step.stretch.x))
-        return step.classified or await self.send(step)
-
-    async def send(self, step: Step) -> Classified:
-        """The offload of a step whose device share is done: the edge's answer, or the device's."""
-        return await self._send(step.pending, step.plan, step.forecast)
+        return step.classified or await self._send(step.pending, step.plan, step.forecast)
 
     async def offload(self, x: np.ndarray, plan: Plan) -> Classified:
         """Send what the device computed elsewhere, the input of block plan.a for one
