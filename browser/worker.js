@@ -5,7 +5,6 @@
 const post = (type, data = {}) => self.postMessage({ type, ...data });
 const PYTHON_MODULES = ["ort_web.py"];
 let pyodide = null;
-self.getPyodide = () => pyodide;
 
 // For Python (ort_web.py), which cannot write a dynamic import() itself.
 self.importModule = (url) => import(url);
