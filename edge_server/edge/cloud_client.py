@@ -2,6 +2,8 @@
 
 One httpx.AsyncClient per edge process keeps connections open, so a forward costs one
 request, not a TCP handshake. Tensors travel as binary tensor data, not JSON numbers.
+A Strata cloud adds its model time and load to each reply (`parameters.compute_ms`,
+`parameters.in_flight`); other servers, Triton among them, do not, and these are None.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ class CloudUnavailable(RuntimeError):
 class CloudReply:
     output: np.ndarray
     round_trip_ms: float  # from sending the request to having the reply, as the edge sees it
-    compute_ms: float  # the cloud's own model time
-    in_flight: int  # requests the cloud was serving at the time
+    compute_ms: float | None  # the cloud's own model time; None if it does not say (Triton)
+    in_flight: int | None  # requests the cloud was serving at the time; None if it does not say
     sent_bytes: int
     received_bytes: int
 
@@ -66,8 +68,10 @@ class CloudClient:
         except (protocol.ProtocolError, KeyError) as exc:
             raise CloudUnavailable(f"cloud reply is not usable: {exc}") from exc
         parameters = document.get("parameters") or {}
-        return CloudReply(np.asarray(output, np.float32), round_trip_ms, float(parameters.get("compute_ms", 0.0)),
-                          int(parameters.get("in_flight", 0)), len(body), len(response.content))
+        compute_ms, in_flight = parameters.get("compute_ms"), parameters.get("in_flight")
+        return CloudReply(np.asarray(output, np.float32), round_trip_ms,
+                          None if compute_ms is None else float(compute_ms), None if in_flight is None else int(in_flight),
+                          len(body), len(response.content))
 
     async def ping(self) -> float:
         """Round trip of a health check, in ms: the link's RTT plus a trivial handler."""
