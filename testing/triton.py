@@ -61,7 +61,9 @@ def install() -> Path:
     if not (done.is_file() and done.read_text() == spec):
         shutil.rmtree(ROOT, ignore_errors=True)
         _pip("--no-deps", "--target", str(ROOT / "server"), WHEEL)
-        subprocess.run([sys.executable, "-m", "venv", str(PYTHON)], check=True)
+        venv = subprocess.run([sys.executable, "-m", "venv", str(PYTHON)], capture_output=True, text=True)
+        if venv.returncode != 0:
+            raise TritonUnavailable(f"cannot make a virtualenv for the models' Python: {venv.stderr.strip()}")
         _pip("numpy<2", f"onnxruntime=={onnxruntime.__version__}", python=str(PYTHON / "bin" / "python"))
         stub = SERVER / "python_backend_stubs" / PYTHON_VERSION / "triton_python_backend_stub"
         if not stub.is_file():
