@@ -25,10 +25,10 @@ TEMPLATE = REPO / "deploy" / "nginx.conf.template"
 NAME = re.compile(r"\$\{(STRATA_[A-Z_]+)\}")  # nginx's own variables ($host...) have no braces here
 
 
-def render(values: Mapping[str, str], template: str | None = None) -> str:
+def render(values: Mapping[str, str]) -> str:
     """The template with every ${STRATA_...} replaced by values[...]; raise KeyError
     naming any the template uses that `values` lacks."""
-    text = TEMPLATE.read_text() if template is None else template
+    text = TEMPLATE.read_text()
     missing = sorted(set(NAME.findall(text)) - set(values))
     if missing:
         raise KeyError(f"no value for {', '.join(missing)} in {TEMPLATE.name}")

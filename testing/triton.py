@@ -6,10 +6,10 @@ python` writes. Only the binary is used, never PyTriton's Python API (it fails o
 Python: ../shared/notes/triton.md). Everything lives under build/triton/:
 
     server/  the wheel's files (pip --target, without its dependencies: they serve PyTriton's
-             API, which is not used; one of them would pull numpy 1 into the project)
+             API, which is not used, and the wheel's numpy<2 pin would clash with the project's)
     python/  a virtualenv for the models' model.py: numpy 1 and the project's onnxruntime.
-             The backend stub reads numpy arrays with numpy 1's C layout: under numpy 2 it
-             sends empty output tensors (measured), which the edge rightly refuses.
+             The backend stub is built against numpy 1: under numpy 2 it sent empty output
+             tensors (measured), which the edge rightly refused.
 
 `python -m testing.triton` installs it (`make test` does); install() does the same when
 called and raises TritonUnavailable, with pip's words, when it cannot.
@@ -39,7 +39,7 @@ ROOT = REPO / "build" / "triton"
 SERVER = ROOT / "server" / "pytriton" / "tritonserver"
 PYTHON = ROOT / "python"
 PYTHON_VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
-READY_TIMEOUT_S = 120  # each model's stub starts a Python and imports onnxruntime: seconds each on 2 cores
+READY_TIMEOUT_S = 120  # one Python per model starts and imports onnxruntime: 7 took 4 s here, CI may be busier
 
 
 class TritonUnavailable(RuntimeError):

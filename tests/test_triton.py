@@ -30,7 +30,7 @@ from strata.plan import Plan
 from edge_server.blocks.main_path import MainPath
 from edge_server.blocks.variants import Variants
 from edge_server.cloud.triton import write_repository
-from edge_server.config import Settings
+from edge_server.config import REPO, Settings
 from edge_server.edge.cloud_client import CloudClient, suffix_model_name
 from edge_server.split.write import tolerance, write_split
 from testing.triton import TritonUnavailable, install, triton_process
@@ -86,6 +86,10 @@ def test_strata_export_triton_writes_one_model_per_cut(tmp_path: Path, backend: 
     assert done.returncode == 0, done.stderr
     assert f"wrote {N * (1 + len(MANIFEST['variants']))} models ({backend} backend)" in done.stdout
     _check_repository(tmp_path / "repo", MODELS, backend)
+    if backend == "onnxruntime":  # docs/scaling.md shows one config as the command writes it
+        shown = re.search(r"reads like this one:\n\n```\n(.*?)```", (REPO / "docs" / "scaling.md").read_text(), re.S)
+        name = re.search(r'name: "(.*)"', shown.group(1)).group(1)
+        assert shown.group(1) == (tmp_path / "repo" / name / "config.pbtxt").read_text()
 
 
 @pytest.mark.parametrize(("args", "message"), [
