@@ -4,6 +4,8 @@
             the bytes the browser downloads (compressed and raw), in headless Chromium
   load      N concurrent browser-like clients against the edge (and its cloud), with
             and without dynamic batching: throughput, p50/p99 latency, edge overhead
+  replicas  64 such clients against one edge, and against one and two edges behind
+            nginx: throughput, latency, and the batches each edge and the cloud ran
   adaptive  the planner against every fixed plan and the single-tier strategies, in
             headless Chromium behind the link emulator (wifi, 4g, 3g, wifi then 3g)
   branch    the bit-packed binary branch against float +-1 matmuls, in Chromium's worker
@@ -24,19 +26,21 @@ from pathlib import Path
 
 from edge_server.config import REPO
 
-SUMMARY = ("Run a benchmark (startup, load, codecs, planner, adaptive, branch, grid, pruning) and write its results "
-           "under docs/bench/.")
+SUMMARY = ("Run a benchmark (startup, load, replicas, codecs, planner, adaptive, branch, grid, pruning) and write "
+           "its results under docs/bench/.")
 OUTPUT = REPO / "docs" / "bench"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("benchmark", choices=["startup", "load", "codecs", "planner", "adaptive", "branch", "grid", "pruning"],
+    parser.add_argument("benchmark", choices=["startup", "load", "replicas", "codecs", "planner", "adaptive", "branch", "grid", "pruning"],
                         help="which benchmark to run")
     parser.add_argument("--runs", type=int, default=5, help="runs per measurement (default: %(default)s)")
-    parser.add_argument("--clients", default="1,8,64,256",
-                        help="load: comma-separated client counts (default: %(default)s)")
+    parser.add_argument("--clients",
+                        help="load: comma-separated client counts (default: 1,8,64,256); replicas: one count "
+                             "(default: 64)")
     parser.add_argument("--requests", type=int, default=40,
-                        help="load: requests per client at 8 clients or fewer; fewer each beyond (default: %(default)s)")
+                        help="load: requests per client at 8 clients or fewer, fewer each beyond; replicas: "
+                             "requests per client (default: %(default)s)")
     parser.add_argument("--budget-ms", type=float,
                         help="pruning: the latency budget (default: between the unpruned and the most pruned "
                              "variant's p95 on 3g, measured)")
@@ -78,6 +82,10 @@ def run(args: argparse.Namespace) -> int:
         from bench import codecs
 
         return codecs.main(args.out)
+    if args.benchmark == "replicas":
+        from bench import replicas
+
+        return replicas.main(int(args.clients or 64), args.requests, args.runs, args.out)
     from bench import load
 
-    return load.main([int(n) for n in args.clients.split(",")], args.requests, args.runs, args.out)
+    return load.main([int(n) for n in (args.clients or "1,8,64,256").split(",")], args.requests, args.runs, args.out)

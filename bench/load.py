@@ -15,7 +15,7 @@ import json
 import statistics
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,13 +41,17 @@ class LoadResult:
     seconds: float
     latencies_ms: list[float]
     edge_overhead_ms: list[float]
+    batches: list[int] = field(default_factory=list)  # samples in the edge's model call of each answer
+    cloud_batches: list[int] = field(default_factory=list)  # samples in the cloud request of each, if any
 
     def summary(self) -> dict:
         lat = sorted(self.latencies_ms)
         pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float("nan")  # noqa: E731
         return {"clients": self.clients, "batching": self.batching, "requests": self.requests, "errors": self.errors,
                 "throughput_rps": self.requests / self.seconds, "p50_ms": pick(0.5), "p99_ms": pick(0.99),
-                "edge_overhead_p50_ms": statistics.median(self.edge_overhead_ms) if self.edge_overhead_ms else None}
+                "edge_overhead_p50_ms": statistics.median(self.edge_overhead_ms) if self.edge_overhead_ms else None,
+                "edge_batch_mean": statistics.fmean(self.batches) if self.batches else None,
+                "cloud_batch_mean": statistics.fmean(self.cloud_batches) if self.cloud_batches else None}
 
 
 def conv1_outputs(models_dir: Path, count: int) -> np.ndarray:
@@ -74,6 +78,10 @@ async def _client(client: Client, features: np.ndarray, plan: Plan, requests: in
             continue
         result.latencies_ms.append(elapsed)
         result.edge_overhead_ms.append(answer.timing["edge_overhead_ms"])
+        if "batch" in answer.timing:
+            result.batches.append(answer.timing["batch"])
+        if "cloud_batch" in answer.timing:
+            result.cloud_batches.append(answer.timing["cloud_batch"])
 
 
 async def run_load(url: str, features: np.ndarray, plan: Plan, clients: int, requests: int, batching: bool) -> LoadResult:

@@ -29,7 +29,8 @@ export function sparkline(key, values, caption) {
 
 // One answer's latency split by tier, as a stacked bar and a legend.
 export function timingBar(timing) {
-  const cloud = (timing.edge_to_cloud_ms || 0) + (timing.cloud_compute_ms || 0) + (timing.cloud_to_edge_ms || 0);
+  const cloud = (timing.edge_to_cloud_ms || 0) + (timing.cloud_compute_ms || 0) + (timing.cloud_to_edge_ms || 0)
+    + (timing.cloud_round_trip_ms || 0);  // the last, from a cloud that does not split it (Triton)
   const parts = [
     ["device", timing.device_compute_ms], ["uplink", timing.uplink_ms],
     ["edge", (timing.edge_total_ms || 0) - cloud], ["cloud", cloud], ["downlink", timing.downlink_ms],

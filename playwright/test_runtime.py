@@ -99,6 +99,22 @@ def test_a_batch_through_the_page_matches_cpython(tiers: dict, watched: PageWatc
     assert not watched.console_errors, watched.console_errors
 
 
+def test_a_batch_through_the_page_with_triton_as_the_cloud(triton_edge: str, watched: PageWatch) -> None:
+    """The page's offloads finish in a real Triton Inference Server (conftest.py), which
+    reports no compute time: the answers are onnxruntime's, and the page shows them."""
+    page = _open(watched, triton_edge)
+    plan = Plan(1, 3, "f16", branch=False)  # every sample goes on to the cloud
+    _fix_plan(page, plan)
+    page.fill("#run-count", "20")
+    page.click("#run")
+    page.wait_for_selector("#run-summary[data-done]", timeout=120_000)
+    watched.screenshot("runtime-triton")
+    rows = _rows(page)
+    assert [(int(r["label"]), r["tier"]) for r in rows] == _cpython_answers(plan, 20)
+    assert not any(r["fallback"] for r in rows)
+    assert not watched.console_errors, watched.console_errors
+
+
 def test_float_blocks_on_the_device_load_onnxruntime_web_and_agree(tiers: dict, watched: PageWatch) -> None:
     page = _open(watched, tiers["edge"])
     assert not any("/ort/" in url for url in watched.requests), "onnxruntime-web must not load before it is needed"

@@ -9,6 +9,9 @@ in a row, the cloud is marked down: infer() fails at once (CloudDown), and so do
 forwards still waiting for it, so the edge falls back without waiting out their
 timeouts; the edge's background health probe (ping()) marks it up again when it answers.
 Answers that are errors do not count: the cloud is there.
+
+A Strata cloud adds its model time and load to each reply (`parameters.compute_ms`,
+`parameters.in_flight`); other servers, Triton among them, do not, and these are None.
 """
 
 from __future__ import annotations
@@ -41,8 +44,8 @@ class CloudDown(CloudUnavailable):
 class CloudReply:
     output: np.ndarray
     round_trip_ms: float  # from sending the request to having the reply, as the edge sees it
-    compute_ms: float  # the cloud's own model time
-    in_flight: int  # requests the cloud was serving at the time
+    compute_ms: float | None  # the cloud's own model time; None if it does not say (Triton)
+    in_flight: int | None  # requests the cloud was serving at the time; None if it does not say
     sent_bytes: int
     received_bytes: int
 
@@ -120,16 +123,18 @@ class CloudClient:
             document, tensors = protocol.parse_body(response.content, response.headers.get(protocol.HEADER_LENGTH), "outputs")
             output = np.asarray(tensors[OUTPUT], np.float32)
             parameters = document.get("parameters") or {}
-            compute_ms = parameters.get("compute_ms", 0.0) if isinstance(parameters, dict) else None
-            in_flight = parameters.get("in_flight", 0) if isinstance(parameters, dict) else None
-            if not is_number(compute_ms) or type(in_flight) is not int:
-                raise protocol.ProtocolError(f"'parameters' needs a number compute_ms and an integer in_flight, "
-                                             f"got {parameters!r:.200}")
+            if not isinstance(parameters, dict):
+                raise protocol.ProtocolError(f"'parameters' must be an object, got {parameters!r:.200}")
+            compute_ms, in_flight = parameters.get("compute_ms"), parameters.get("in_flight")
+            if not (compute_ms is None or is_number(compute_ms)) or not (in_flight is None or type(in_flight) is int):
+                raise protocol.ProtocolError(f"'parameters' compute_ms must be a number and in_flight an integer "
+                                             f"when given, got {parameters!r:.200}")
             if not np.isfinite(output).all():
                 raise protocol.ProtocolError("the output holds NaN or Inf")
         except (protocol.ProtocolError, KeyError) as exc:
             raise CloudUnavailable(f"cloud reply is not usable: {exc}") from exc
-        return CloudReply(output, round_trip_ms, float(compute_ms), in_flight, len(body), len(response.content))
+        return CloudReply(output, round_trip_ms, None if compute_ms is None else float(compute_ms), in_flight, len(body),
+                          len(response.content))
 
     def _down_error(self) -> CloudDown:
         return CloudDown(f"the cloud is marked down ({time.monotonic() - self.down_since:.0f} s ago, after "

@@ -46,8 +46,12 @@ class CloudLink:
         self.up = StepTracker()
         self.down = StepTracker()
 
-    def observe(self, details: dict) -> tuple[float, float]:
-        """Account one forward; return its (edge->cloud, cloud->edge) transfer times."""
+    def observe(self, details: dict) -> tuple[float, float] | None:
+        """Account one forward; return its (edge->cloud, cloud->edge) transfer times, or
+        None if the cloud did not say its compute time (Triton does not): the round trip
+        then cannot be split, and teaches nothing about the link's rates."""
+        if details["compute_ms"] is None:
+            return None
         transfer = details["round_trip_ms"] - details["compute_ms"]
         up, down = split_transfer(transfer, details["sent_bytes"], details["received_bytes"], self.rtt.value)
         rtt_s = (self.rtt.value or 0.0) / 2000  # each direction carries half the round trip
@@ -173,13 +177,21 @@ class EdgeRuntime:
                 else:
                     x, tier, details = forwarded.output, "cloud", forwarded.details
                     timing["edge_queue_ms"] += forwarded.waited_ms
-                    up, down = self.cloud_link.observe(details)
-                    timing.update(edge_to_cloud_ms=up, cloud_compute_ms=details["compute_ms"], cloud_to_edge_ms=down,
-                                  cloud_in_flight=details["in_flight"], cloud_batch=forwarded.batch)
+                    timing.update(self._cloud_timing(details), cloud_batch=forwarded.batch)
             if tier == "edge":
                 x = self._account(await self._blocks(x, plan.b, blocks, plan.variant, request), timing)
         timing["edge_queued"] = self.queued
         return Result(request.request_id, x, tier, timing, fallback)
+
+    def _cloud_timing(self, details: dict) -> dict:
+        """A forward's share of a RESULT's timing: transfer each way and the cloud's compute
+        time, or, from a cloud that does not say its compute time, the round trip alone."""
+        split = self.cloud_link.observe(details)
+        timing = {"cloud_round_trip_ms": details["round_trip_ms"]} if split is None else {
+            "edge_to_cloud_ms": split[0], "cloud_compute_ms": details["compute_ms"], "cloud_to_edge_ms": split[1]}
+        if details["in_flight"] is not None:
+            timing["cloud_in_flight"] = details["in_flight"]
+        return timing
 
     async def _blocks(self, x: np.ndarray, start: int, stop: int, variant: str, request: InferRequest) -> Computed:
         try:

@@ -90,7 +90,8 @@ class EdgeSession:
             total = (time.perf_counter() - received) * 1000
             timing = result.timing
             waited = sum(timing.get(k, 0.0) for k in (
-                "edge_compute_ms", "edge_queue_ms", "edge_to_cloud_ms", "cloud_compute_ms", "cloud_to_edge_ms"))
+                "edge_compute_ms", "edge_queue_ms", "edge_to_cloud_ms", "cloud_compute_ms", "cloud_to_edge_ms",
+                "cloud_round_trip_ms"))
             timing.update(edge_total_ms=total, edge_overhead_ms=max(total - waited, 0.0))
             return wire.encode(result_frame(result))
         except RequestError as exc:

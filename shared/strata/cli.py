@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "provision": "edge_server.provision.cli",
     "serve": "edge_server.edge.cli",
     "cloud": "edge_server.cloud.cli",
+    "export-triton": "edge_server.cloud.triton_cli",
     "link": "edge_server.link_emulator.cli",
     "bench": "bench.cli",
     "train": "training.train",
