@@ -125,11 +125,31 @@ async function classify(method, args) {
   return step.answer || call("finish", [step.id]);
 }
 
+// The grid's yardstick for Strata's own cost per request (bench/grid/cells.py): the same
+// onnxruntime-web graph the current plan runs, called bare, as a page using onnxruntime-web
+// alone would call it, on the same prepared inputs. No Python at all.
+let bare = null;
+async function bareOrt(index) {
+  bare = bare || await call("bare_graph", []);
+  const { ort, session, shape } = bare;
+  const size = shape.reduce((a, b) => a * b, 1);
+  const offset = (index % (bare.inputs.length / size)) * size;
+  const x = new ort.Tensor("float32", bare.inputs.subarray(offset, offset + size), shape);
+  const outputs = await session.run({ [bare.input]: x });
+  const logits = outputs[bare.output].data;
+  let label = 0;
+  for (let i = 1; i < logits.length; i++) if (logits[i] > logits[label]) label = i;
+  outputs[bare.output].dispose();
+  return { label };
+}
+
 self.onmessage = ({ data }) => {
   if (data.type === "start") {
     start(data.wsUrl).catch((error) => post("error", { message: String((error && error.message) || error) }));
   } else if (data.type === "call") {
-    (STEPPED.has(data.method) ? classify : call)(data.method, data.args).then(
+    const run = data.method === "bare_ort" ? () => bareOrt(...data.args)
+      : () => (STEPPED.has(data.method) ? classify : call)(data.method, data.args);
+    run().then(
       (result) => post("reply", { id: data.id, result }),
       (error) => post("reply", { id: data.id, error: String((error && error.message) || error) }),
     );

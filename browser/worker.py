@@ -20,6 +20,7 @@ import strata
 from strata.client import Client
 from strata.client.profile import bench_branch as run_bench_branch
 from strata.client.transport import Transport
+from strata.device import model_input
 from strata.plan import Plan
 from strata.planner import Goal
 
@@ -168,6 +169,25 @@ async def measure_rtt(count):
 
 def explain():
     return CLIENT.explain()
+
+
+def bare_graph():
+    """For the grid's measure of Strata's own cost per request: the onnxruntime-web session
+    the current plan runs all of its device blocks in (one joined graph, none in numpy),
+    and every shipped sample as that graph's input, for worker.js to call bare. ValueError
+    if the current plan does not run its device share that way."""
+    plan = CLIENT.current_plan()
+    route = CLIENT.route(plan)
+    device_blocks = CLIENT.device(plan.variant)
+    if plan.branch or [(s.executor, s.start, s.stop) for s in route] != [("ort", 0, plan.a)] or device_blocks.ort is None:
+        raise ValueError(f"the plan {plan.to_header()} does not run its device blocks as one onnxruntime-web graph "
+                         f"from block 0 (route {route})")
+    session = device_blocks.run_ready(np.zeros(0), route)[1] if route else None
+    if session is None:
+        raise ValueError(f"blocks [0, {plan.a}) have no joined graph yet")
+    inputs = np.ascontiguousarray(model_input(CLIENT.model, CLIENT.images), np.float32)
+    return {"ort": device_blocks.ort.ort, "session": session.session, "input": session.input, "output": session.output,
+            "inputs": to_js(inputs.ravel()), "shape": to_js([1, *inputs.shape[1:]])}
 
 
 def bench_branch(count, repeats):

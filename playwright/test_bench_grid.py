@@ -38,6 +38,12 @@ def test_quick_grid_reports_every_strategy_and_the_start_up(tmp_path: Path) -> N
         assert cold["bytes"]["runtime"]["wire"] > 1_000_000 and cold["bytes"]["model"]["wire"] > 0, runtime
     assert ours["startup"]["onnxruntime-web"]["cold"]["bytes"]["model"]["wire"] == ours["full_onnx_bytes"]
 
+    overhead = device["overhead"]  # Strata's own cost over the same graph called bare, interleaved
+    assert overhead["n"] >= 10 and 0 < overhead["bare_ms"] < 1000 and 0 < overhead["strata_ms"] < 1000, overhead
+    assert overhead["overhead_ms"] == overhead["strata_ms"] - overhead["bare_ms"]
+    [row] = targets["overhead"]
+    assert row["device"] == 1.0 and row["ok"] == (overhead["overhead_ms"] <= 0.3)
+
     [row] = targets["per_cell"]
     assert row["ratio"] > 0 and row["fastest"] in cell["strategies"]
     assert targets["startup"]["ours"]["model_bytes_gain"] > 1

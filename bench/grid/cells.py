@@ -18,12 +18,13 @@ that plan's median. The named strategies are always measured.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
-from playwright.sync_api import Browser
+from playwright.sync_api import Browser, Error
 from strata.codecs import encoded_bytes
 
 from bench import ort_baseline
@@ -58,6 +59,7 @@ class Config:
     strategies: tuple[str, ...] = STRATEGIES
     fixed: Budget = Budget(1.5, 3, 12)
     adaptive: Budget = Budget(4.0, 6, 20)
+    overhead: Budget = Budget(3.0, 10, 40)  # pairs of requests for Strata's own cost per request
     settle_s: float = 4.0  # from a link change to the adaptive run: the probes need a few rounds
     # Idle time between two requests, for every strategy: a device classifying frames as
     # they come rather than flat out. Under bench/throttle.py it also keeps one request's
@@ -145,6 +147,7 @@ class Device:
     baselines: dict = field(default_factory=dict)  # strategy -> summary: onnxruntime-web, numpy; no link involved
     local: dict = field(default_factory=dict)  # plan key -> summary of the plans with every block on the device
     neurosurgeon: dict | None = None
+    overhead: dict = field(default_factory=dict)  # Strata's own cost per request, see _overhead()
     device_ms: list[float] = field(default_factory=list)
 
     @property
@@ -163,7 +166,7 @@ class Device:
             cells = self._strata(page)
         finally:
             context.close()
-        return {"rate": self.rate, "baselines": self.baselines, "local": self.local,
+        return {"rate": self.rate, "baselines": self.baselines, "local": self.local, "overhead": self.overhead,
                 "neurosurgeon": self.neurosurgeon, "device_block_ms": self.device_ms, "cells": cells}
 
     # -- link-independent --------------------------------------------------------------
@@ -201,9 +204,33 @@ class Device:
         self.log(f"onnxruntime-web in Strata's worker: {'ready' if ort.get('ready') else ort}")
         for p in local:
             self.local[plan_key(p)] = self._fixed(page, p)
+        self.overhead = self._overhead(page)
         state = page.call("explain")
         self.device_ms = [ms or 0.0 for ms in state["device_ms"]]
         return [self._cell(page, link) for link in self.config.links]
+
+    def _overhead(self, page: StrataPage) -> dict:
+        """Strata's own cost per request: its answer with every block on the device (one
+        onnxruntime-web graph) against the same graph called bare in the same worker, on
+        the same inputs, the two interleaved, gap_s apart. Medians of page_ms, in ms."""
+        page.set_plan(all_browser(self.model))
+        self._wait_for_route(page)
+        try:
+            page.bare(0)
+        except Error as exc:  # the route is not one joined graph from block 0: nothing to compare
+            self.log(f"Strata's own cost per request not measured: {exc}")
+            return {"error": str(exc)}
+        strata, bare = [page.classify(0)["page_ms"]], [page.bare(0)["page_ms"]]
+        for i in range(1, self.config.overhead.count(strata[0] + bare[0])):
+            time.sleep(self.config.gap_s)
+            strata.append(page.classify(i % self.samples)["page_ms"])
+            time.sleep(self.config.gap_s)
+            bare.append(page.bare(i % self.samples)["page_ms"])
+        result = {"strata_ms": statistics.median(strata), "bare_ms": statistics.median(bare), "n": len(strata)}
+        result["overhead_ms"] = result["strata_ms"] - result["bare_ms"]
+        self.log(f"Strata's own cost per request: {result['overhead_ms']:.2f} ms ({result['strata_ms']:.2f} ms "
+                 f"against {result['bare_ms']:.2f} ms bare, n={result['n']})")
+        return result
 
     def _cell(self, page: StrataPage, link: str) -> dict:
         self._set_link(link)

@@ -63,6 +63,8 @@ def merge(runs: list[dict]) -> dict:
             devices = [m["devices"][d] for m in models]
             device["baselines"] = _strategies([dev["baselines"] for dev in devices])
             device["local"] = _strategies([dev["local"] for dev in devices])
+            if all("overhead_ms" in dev.get("overhead", {}) for dev in devices):
+                device["overhead"] = _summary([dev["overhead"] for dev in devices])
             for c, cell in enumerate(device["cells"]):
                 cell["strategies"] = _strategies([dev["cells"][c]["strategies"] for dev in devices])
                 cell["fixed"] = _strategies([dev["cells"][c]["fixed"] for dev in devices])

@@ -19,6 +19,13 @@ CLASSIFY = """async (index) => {
   const answer = await window.strata.callWorker("classify_sample", index);
   return { ...answer, page_ms: performance.now() - begin };
 }"""
+# The same graph as classify's with every block on the device, called bare in the same
+# worker (worker.js's bareOrt): the yardstick of Strata's own cost per request.
+BARE = """async (index) => {
+  const begin = performance.now();
+  const answer = await window.strata.callWorker("bare_ort", index);
+  return { ...answer, page_ms: performance.now() - begin };
+}"""
 READY = "body[data-ready=true]"
 CONNECTED = "#edge-state[data-state=connected]"
 
@@ -41,6 +48,10 @@ class StrataPage:
     def classify(self, index: int) -> dict:
         """The worker's answer, with `page_ms`: its time as the page saw it."""
         return self.page.evaluate(CLASSIFY, index)
+
+    def bare(self, index: int) -> dict:
+        """The current plan's onnxruntime-web graph called bare: {label, page_ms}."""
+        return self.page.evaluate(BARE, index)
 
     def _explain_until(self, done: Callable[[dict], bool], timeout_s: float) -> tuple[dict, bool]:
         """Poll the worker's explain() until `done` holds for it: (the last state, whether it held)."""

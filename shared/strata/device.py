@@ -59,6 +59,13 @@ def _answer(logits: np.ndarray, tier: str, timing: dict, fallback: str | None = 
     return Answer(label, float(probs[label]), tier, timing, fallback, exited)
 
 
+def model_input(model: BrowserModel | None, images: np.ndarray) -> np.ndarray:
+    """Block 0's input for a batch of what the shipped samples hold: our model's pictures,
+    prepared (padded, normalized; strata.preprocess); a split model's samples are that
+    input already (model is None)."""
+    return np.asarray(images, np.float32) if model is None else prepare(images, model.mean, model.std)
+
+
 def start(model: BrowserModel | None, image: np.ndarray, plan: Plan, request_id: int, blocks: int,
           conv1: bool = True) -> Pending:
     """Run conv1 and the branch of the plan on one image (batch of 1).
@@ -73,7 +80,7 @@ def start(model: BrowserModel | None, image: np.ndarray, plan: Plan, request_id:
     timing: dict = {}
     logits = features = None
     if model is None:
-        x = np.asarray(image, np.float32)[None]
+        x = model_input(None, image[None])
         pending = Pending(None, None, None, x, None, begin, timing)
         if plan.a > 0:
             pending.blocks, pending.block_input = (0, plan.a), x
@@ -81,7 +88,7 @@ def start(model: BrowserModel | None, image: np.ndarray, plan: Plan, request_id:
         return _onward(pending, x, plan, request_id, blocks)
     batch = image[None] if image.ndim == 2 else image
     if plan.a == 0 or not (conv1 or plan.branch):
-        x = prepare(batch, model.mean, model.std)
+        x = model_input(model, batch)
         if plan.a > 0:
             return Pending(None, None, None, batch, None, begin, timing, blocks=(0, plan.a), block_input=x)
     else:

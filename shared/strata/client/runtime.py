@@ -42,7 +42,6 @@ from strata.offload import InferRequest, RequestError, infer_frame, read_result
 from strata.plan import Plan, PlanError, default_plan
 from strata.planner import Choice, Goal, Replanner, evaluate
 from strata.planner import plan as best_plan
-from strata.preprocess import prepare
 from strata.probes import transfer_rate_bps
 
 # The fast float executor's speed over numpy's, assumed only to decide whether loading it
@@ -312,10 +311,9 @@ class Client:
         """What zlib gains on real tensors at the cuts the device can send (the raw input
         and conv1's output), so the planner can weigh the "+z" codecs from the start."""
         images = self.images[:count]
-        if self.model is None:
-            tensors = {0: np.asarray(images, np.float32)}
-        else:
-            tensors = {0: prepare(images, self.model.mean, self.model.std), 1: self.model.conv1(images)}
+        tensors = {0: device.model_input(self.model, images)}
+        if self.model is not None:
+            tensors[1] = self.model.conv1(images)
         for cut, x in tensors.items():
             for codec in CODECS:
                 if codec.endswith("+z"):
