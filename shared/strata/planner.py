@@ -20,6 +20,12 @@ The model of one sample, with p the branch's exit rate when it runs:
     latency = always + (1 - p) * (rest + up(bytes[a]) + remote + down)
     energy  = compute_w * (always + (1 - p) * rest)
               + (1 - p) * (transmit_w * up + receive_w * down + idle_w * remote)
+    median  = always if p >= 1/2 else always + rest + up(bytes[a]) + remote + down
+
+The latency goal minimizes the median sample's latency (then the mean): a sample
+either exits or goes on, so the median is the exit path when at least half exit, and
+the full path otherwise; this is what the benchmarks judge (`strata bench grid`), and
+what a user sees most often. A latency budget is a deadline for every request.
 
 where a link moves n bytes in rtt/2 + 8n/rate. With pruned variants of the model
 (`plan_variants`), each variant is planned this way and the goal picks among them. For a fixed (branch, a, codec) the best
@@ -126,13 +132,15 @@ class Choice:
     exit_ms: float = 0.0  # latency of a sample the branch answers
     offload_ms: float = 0.0  # latency of a sample that goes on
 
+    median_ms: float = 0.0  # latency of the median sample: exit_ms if most exit, else offload_ms
+
     def predict(self, exited: bool) -> float:
         """The latency predicted for one sample, knowing whether it exited."""
         return self.exit_ms if exited else self.offload_ms
 
     def objective(self, goal: Goal) -> tuple:
         """Smaller is better."""
-        return _objective(goal, self.latency_ms, self.energy_mj, self.accuracy, self.offload_ms)
+        return _objective(goal, self.median_ms, self.latency_ms, self.energy_mj, self.accuracy, self.offload_ms)
 
 
 def _remote(costs: Costs, context: Context) -> tuple[np.ndarray, np.ndarray]:
@@ -172,9 +180,9 @@ def _device_prefix(costs: Costs, context: Context, branch: bool) -> np.ndarray:
 
 
 def _table(branch: bool, codec: str, costs: Costs, context: Context, goal: Goal, device: np.ndarray,
-           remote_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray]:
-    """For every a, plans with this branch and codec: (latency, energy, accuracy, latency of
-    a sample that exits, latency of one that does not)."""
+           remote_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]:
+    """For every a, plans with this branch and codec: (mean latency, energy, accuracy,
+    latency of a sample that exits, latency of one that does not, the median's latency)."""
     n, power = costs.blocks, goal.power
     p = costs.exit_rate if branch else 0.0
     # Always paid: conv1 and the branch when it runs; the device's further blocks and
@@ -193,7 +201,7 @@ def _table(branch: bool, codec: str, costs: Costs, context: Context, goal: Goal,
     energy = power.compute_w * (always + (1 - p) * rest) + (1 - p) * (
         power.transmit_w * up + power.receive_w * down + power.idle_w * remote_ms)
     accuracy = (costs.branch_accuracy if branch else costs.accuracy) - costs.codec_loss.get(codec, 0.0)
-    return latency, energy, accuracy, always, onward
+    return latency, energy, accuracy, always, onward, always if p >= 0.5 else onward
 
 
 def _meets(goal: Goal, onward: float) -> bool:
@@ -202,10 +210,10 @@ def _meets(goal: Goal, onward: float) -> bool:
     return goal.budget_ms is None or onward <= goal.budget_ms
 
 
-def _objective(goal: Goal, latency: float, energy: float, accuracy: float, onward: float) -> tuple:
+def _objective(goal: Goal, median: float, latency: float, energy: float, accuracy: float, onward: float) -> tuple:
     """Smaller is better."""
     if goal.kind == "latency":
-        return (latency,)
+        return (median, latency)
     if goal.kind == "energy":
         return (energy, latency)
     meets = _meets(goal, onward)
@@ -238,7 +246,8 @@ def plan(costs: Costs, context: Context, goal: Goal) -> Choice:
         if not allowed.any():
             continue
         for codec in sorted(costs.cut_bytes):
-            latency, energy, accuracy, exits, onward = _table(branch, codec, costs, context, goal, device, remote_ms)
+            latency, energy, accuracy, exits, onward, median = _table(branch, codec, costs, context, goal, device,
+                                                                      remote_ms)
             allowed_here = allowed.copy()
             allowed_here[n] &= codec == "f32"  # nothing crosses a link at a = N: f32 stands for every codec
             if not allowed_here.any():
@@ -247,20 +256,21 @@ def plan(costs: Costs, context: Context, goal: Goal) -> Choice:
             # among those that meet it, or the fastest of all if none does.
             if goal.kind == "accuracy" and (allowed_here & (onward <= goal.budget_ms)).any():
                 allowed_here &= onward <= goal.budget_ms
-            a = int(np.argmin(np.where(allowed_here, energy if goal.kind == "energy" else latency, np.inf)))
-            key = _objective(goal, float(latency[a]), float(energy[a]), accuracy, float(onward[a]))
+            score = {"energy": energy, "latency": median + latency * 1e-9}.get(goal.kind, latency)
+            a = int(np.argmin(np.where(allowed_here, score, np.inf)))
+            key = _objective(goal, float(median[a]), float(latency[a]), float(energy[a]), accuracy, float(onward[a]))
             if best_key is None or key < best_key:
                 best, best_key = (branch, a, codec, float(latency[a]), float(energy[a]), accuracy,
-                                  float(exits[a]), float(onward[a])), key
+                                  float(exits[a]), float(onward[a]), float(median[a])), key
     if best is None:
         return Choice(None, float("inf"), float("inf"), costs.branch_accuracy, False,
                       "no plan is feasible: the edge is unreachable and the device cannot run every block; "
                       "the branch answers alone")
-    branch, a, codec, latency, energy, accuracy, exits, onward = best
+    branch, a, codec, latency, energy, accuracy, exits, onward, median = best
     meets = _meets(goal, onward)
     reason = "" if goal.kind != "accuracy" or meets else f"no plan meets the {goal.budget_ms:.0f} ms budget; this is the fastest"
     return Choice(Plan(a, int(best_b[a]) if a < n else n, codec, branch), latency, energy, accuracy, meets, reason,
-                  exits, onward)
+                  exits, onward, median)
 
 
 def _named(choice: Choice, variant: str) -> Choice:
@@ -319,11 +329,11 @@ def evaluate(current: Plan, costs: Costs, context: Context, goal: Goal) -> Choic
             link, f32 = context.cloud, costs.cut_bytes["f32"]
             cloud = link.up_ms(f32[current.b]) + sum(costs.cloud_ms[current.b:]) + link.down_ms(f32[n])
         remote_ms[current.a] = edge + cloud
-    latency, energy, accuracy, exits, onward = _table(current.branch, current.codec, costs, context, goal, device,
-                                                      remote_ms)
+    latency, energy, accuracy, exits, onward, median = _table(current.branch, current.codec, costs, context, goal,
+                                                              device, remote_ms)
     a = current.a
     return Choice(current, float(latency[a]), float(energy[a]), accuracy, _meets(goal, float(onward[a])), "",
-                  float(exits[a]), float(onward[a]))
+                  float(exits[a]), float(onward[a]), float(median[a]))
 
 
 class Replanner:
@@ -365,5 +375,8 @@ class Replanner:
                 return best.meets_budget
             if best.accuracy != kept.accuracy:
                 return best.accuracy > kept.accuracy
+        if goal.kind == "latency":  # a median better by the margin; or as good, and a mean better by it
+            return best.median_ms < kept.median_ms * (1 - self.margin) or (
+                best.median_ms <= kept.median_ms and best.latency_ms < kept.latency_ms * (1 - self.margin))
         key = "energy_mj" if goal.kind == "energy" else "latency_ms"
         return getattr(best, key) < getattr(kept, key) * (1 - self.margin)

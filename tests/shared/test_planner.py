@@ -76,6 +76,18 @@ def test_evaluate_matches_plan_for_the_chosen_plan():
     assert evaluate(Plan(1, 2, "f16"), costs(), Context(WIFI, None), goal) is None
 
 
+def test_the_latency_goal_serves_the_median_sample():
+    # Everything on the device (no edge): 2 ms for the main path alone. With the branch, the
+    # 55 % that exit take 1.5 ms and the rest 3 ms: a higher mean (2.175 ms), a lower median.
+    table = costs(device_ms=[0.5, 0.5, 0.5, 0.5], branch_ms=1.0, exit_rate=0.55)
+    choice = plan(table, Context(None, None), Goal("latency"))
+    assert choice.plan.branch and choice.median_ms == choice.exit_ms == 1.5
+    assert choice.latency_ms > 2.0  # the mean alone would have chosen the main path
+    rare = plan(costs(device_ms=[0.5, 0.5, 0.5, 0.5], branch_ms=1.0, exit_rate=0.45), Context(None, None),
+                Goal("latency"))
+    assert not rare.plan.branch and rare.median_ms == rare.offload_ms == 2.0  # most go on: the median is the full path
+
+
 def test_replanner_has_hysteresis():
     replanner = Replanner(margin=0.15)
     goal = Goal("latency")
