@@ -42,6 +42,16 @@ def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 20.0, lo
     raise TimeoutError(f"server did not answer at {url} within {timeout} s")
 
 
+def stop(process: subprocess.Popen, timeout_s: float = 10.0) -> None:
+    """Stop a process we started: SIGTERM, then SIGKILL if it is still there after timeout_s."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def _die_with_parent() -> None:
     """In the child: get SIGTERM when the thread that started it dies, however it dies
     (Linux). uvicorn re-raises SIGTERM after its graceful shutdown, so code after it
@@ -110,9 +120,4 @@ class Supervised:
     def stop(self) -> None:
         """Stop supervising, then stop the helper (SIGTERM, SIGKILL after 10 s)."""
         self._stopped.set()
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop(self.process)

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from edge_server.config import REPO
-from edge_server.processes import wait_for_http
+from edge_server.processes import stop, wait_for_http
 from testing.servers import free_port
 
 TEMPLATE = REPO / "deploy" / "nginx.conf.template"
@@ -61,9 +61,4 @@ def nginx_process(edges: list[str]) -> Iterator[tuple[str, subprocess.Popen]]:
             wait_for_http(f"http://127.0.0.1:{port}/", process, timeout=20, log=Path(run_dir) / "error.log")
             yield f"http://127.0.0.1:{port}", process
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from edge_server.config import REPO
-from edge_server.processes import wait_for_http
+from edge_server.processes import stop, wait_for_http
 
 
 def rss_mb(process: subprocess.Popen, peak: bool = False) -> float:
@@ -52,11 +52,7 @@ def _process(command: str, ready_path: str, *args: str, port: int | None = None,
             wait_for_http(f"http://127.0.0.1:{ready_port or port}{ready_path}", process, timeout=120, log=Path(log.name))
             yield url, process
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop(process)
 
 
 @contextmanager

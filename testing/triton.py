@@ -31,7 +31,7 @@ import httpx
 import onnxruntime
 
 from edge_server.config import REPO
-from edge_server.processes import wait_for_http
+from edge_server.processes import stop, wait_for_http
 from testing.servers import free_port
 
 WHEEL = "nvidia-pytriton==0.7.0"  # Triton 2.51 (55 MB)
@@ -100,12 +100,7 @@ def triton_process(repository: Path, models: list[str]) -> Iterator[tuple[str, s
                 raise RuntimeError(f"Triton is up but not ready:\n{Path(log.name).read_text()[-3000:]}")
             yield url, process
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process, timeout_s=15)
 
 
 if __name__ == "__main__":
