@@ -17,6 +17,7 @@ from strata.planner import Context, Costs, Link
 from strata.probes import StepTracker, WindowedMedian
 
 FRAME_OVERHEAD = 200  # preamble and JSON header of an INFER or RESULT frame, roughly
+BLOCK_WINDOW = 5  # timings per block and executor whose median stands for it
 
 
 class ContextTracker:
@@ -34,6 +35,7 @@ class ContextTracker:
         # Block 0 (conv1) is the same in every variant: its time is the unpruned model's.
         self.device_block_ms: dict[str, dict[int, dict[str, float]]] = {
             "": {} if conv1_ms is None else {0: {"numpy": conv1_ms}}}
+        self._block_samples: dict[tuple[str, int, str], WindowedMedian] = {}  # see on_block
         self.conv1_recent = WindowedMedian(window=8)
         self.branch_recent = WindowedMedian(window=8)
         self.rtt = StepTracker(window=16)
@@ -68,9 +70,13 @@ class ContextTracker:
     def on_block(self, index: int, ms: float, executor: str = "numpy", variant: str = "") -> None:
         """A measured device time for a main-path block in one executor (replaces the
         MAC-based estimate), stored at profile speed so that the current slowdown applies
-        to it like to the rest. conv1 is the same in every variant: kept as the unpruned one's."""
-        self.device_block_ms.setdefault("" if index == 0 else variant, {}).setdefault(index, {})[executor] = (
-            ms / self.device_slowdown)
+        to it like to the rest; the median of the last BLOCK_WINDOW, so that one timing
+        taken while the device was busy does not decide the route for good. conv1 is the
+        same in every variant: kept as the unpruned one's."""
+        key = ("" if index == 0 else variant, index, executor)
+        samples = self._block_samples.setdefault(key, WindowedMedian(BLOCK_WINDOW))
+        samples.add(ms / self.device_slowdown)
+        self.device_block_ms.setdefault(key[0], {}).setdefault(index, {})[executor] = samples.value
 
     def on_session(self, start: int, stop: int, ms: float, variant: str = "") -> None:
         """Blocks [start, stop) ran as one onnxruntime-web call in `ms` (timed after loading,

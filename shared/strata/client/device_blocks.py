@@ -126,6 +126,22 @@ class DeviceBlocks:
         except Exception as exc:  # a failed import or session: numpy stays, and explain() says why
             self.ort, self.ort_error = None, f"{type(exc).__name__}: {exc}"
 
+    async def retime(self, k: int) -> None:
+        """Time block k again in each executor it is loaded in (a few ms): called between
+        requests, so that the route follows the device as it is now, not as it was
+        while the page was busy loading."""
+        x = self._input(k)
+        if k in self.numpy:
+            block = self.numpy[k]
+
+            async def once():
+                block(x)
+
+            self.report(k, await timed_ms(once), NUMPY)
+        if k in self.ort_blocks:
+            session = self.ort_blocks[k]
+            self.report(k, await timed_ms(lambda: session(x)), ORT)
+
     def join(self, start: int, stop: int) -> None:
         """Fetch, check and time blocks [start, stop) joined into one graph, in the
         background; runs use it once it is ready. Once per range."""

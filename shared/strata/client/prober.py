@@ -36,6 +36,7 @@ class Prober:
         self.next_seq = 0
         self._hello: dict | None = None  # the HELLO the context was last told about
         self.stopped = False
+        self._retimed = -1  # the block _refresh_device timed last
 
     def set_period(self, seconds: float) -> float:
         """How often to probe (seconds, 0.2..60): longer saves the radio, shorter follows
@@ -83,7 +84,7 @@ class Prober:
             client.context.hello = hello
         self._hello = hello
         context = client.context
-        self._refresh_device()
+        await self._refresh_device()
         context.edge_up = client.link.up
         if context.edge_up:
             try:
@@ -104,15 +105,20 @@ class Prober:
         client.replan()
         self.probed.set()
 
-    def _refresh_device(self) -> None:
-        """Re-time conv1 and the branch on a sample when no request did lately (a few ms
-        a second), so the device's speed stays current when the application is idle, and a
-        start-up profile taken while it was still busy loading does not stick."""
+    async def _refresh_device(self) -> None:
+        """When no request came lately, re-time a little of the device's work (a few ms a
+        second): conv1 and the branch on a sample, and one float block in each executor
+        it is loaded in, block after block. So the device's speed stays current while the
+        application is idle, and times taken while it was still busy loading do not stick."""
         client = self.client
-        if client.model is None or client.transport.clock() - client.last_request_at < self.period_s:
+        if client.transport.clock() - client.last_request_at < self.period_s:
             return
-        conv1_ms, branch_ms = time_bundle(client.model, client.images[self.next_seq % len(client.images)])
-        client.context.on_device({"conv1_ms": conv1_ms, "branch_ms": branch_ms})
+        if client.model is not None:
+            conv1_ms, branch_ms = time_bundle(client.model, client.images[self.next_seq % len(client.images)])
+            client.context.on_device({"conv1_ms": conv1_ms, "branch_ms": branch_ms})
+        device_blocks = client.device(client.current_plan().variant)
+        self._retimed = (self._retimed + 1) % device_blocks.count
+        await device_blocks.retime(self._retimed)
 
     async def run(self) -> None:
         """Probe every period; at once, with a burst of pings, when a request surprised us."""
