@@ -276,17 +276,20 @@ def _startup_md(results: dict, goals: dict) -> list[str]:
         plain, cdp = check["plain"], check["cdp_4x_on_page"]
 
         def under(runs: dict) -> str:
-            return "; ".join(f"{r}x (parameter {ms['param']:.2f}): {ms['short_ms']:.1f} / {ms['long_ms']:.1f} ms, "
-                             f"{ms['slowdown_short']:.1f}x / {ms['slowdown_long']:.1f}x" for r, ms in runs.items())
+            return "; ".join(f"{r}x (parameter {ms['param']:.2f}): {ms['short_ms']:.1f} / {ms['baseline_ms']:.1f} / "
+                             f"{ms['long_ms']:.1f} ms, {ms['slowdown_short']:.1f}x / {ms['slowdown_baseline']:.1f}x / "
+                             f"{ms['slowdown_long']:.1f}x" for r, ms in runs.items())
 
-        lines += ["", "## Does the slower device slow the worker?", "",
-                  (f"Two workloads {check['workloads']}. As is: {plain['short_ms']:.1f} / {plain['long_ms']:.1f} ms. "
-                  f"CDP's CPU throttling at 4x on the page: {cdp['short_ms']:.1f} / {cdp['long_ms']:.1f} ms (it "
-                  "suspends the page's main thread in a spinning signal handler; any effect on the worker is "
-                  "contention for this machine's two cores). CDP asked to throttle the worker's own target: "
+        lines += ["", "## Does the slower device slow the worker, and both sides alike?", "",
+                  (f"Three workloads, short / baseline / long: {check['workloads']}. As is: {plain['short_ms']:.1f} / "
+                  f"{plain['baseline_ms']:.1f} / {plain['long_ms']:.1f} ms. CDP's CPU throttling at 4x on the page: "
+                  f"{cdp['short_ms']:.1f} / {cdp['baseline_ms']:.1f} / {cdp['long_ms']:.1f} ms (it suspends the "
+                  "page's main thread in a spinning signal handler; any effect on a worker is contention for this "
+                  "machine's two cores). CDP asked to throttle the worker's own target: "
                   f"\"{check['cdp_on_worker_target']}\"."), "",
-                  (f"bench/throttle.py at the nominal rates: {under(check['nominal'])}. Corrected once so that the "
-                  f"long workload comes out at the rate (the devices of the grid): {under(check['calibrated'])}.")]
+                  (f"bench/throttle.py at the nominal rates: {under(check['nominal'])}. Corrected once so that "
+                  "Strata's short request and the baseline come out at the rate on average (their geometric mean; "
+                  f"the devices of the grid): {under(check['calibrated'])}.")]
     return lines + [""]
 
 

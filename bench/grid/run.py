@@ -37,7 +37,7 @@ from bench.grid.merge import merge
 from bench.ort_baseline import model_inputs
 from bench.real_models import prepare_all
 from bench.throttle import slowed
-from edge_server.config import REPO
+from edge_server.config import REPO, Settings
 from testing.chromium import launch
 from testing.servers import edge_process, emulated_tiers
 
@@ -63,14 +63,16 @@ class Clock:
 
 
 def calibrate(rates: tuple[float, ...], clock: Clock) -> dict:
-    """bench/grid/throttle.py on our model's page, served by an edge of its own."""
+    """bench/grid/throttle.py on our model's page and the onnxruntime-web baseline's,
+    served by an edge of its own."""
     with edge_process() as (origin, _), sync_playwright() as playwright:
         browser = launch(playwright)
-        check = throttle.calibrate(browser, origin, rates)
+        check = throttle.calibrate(browser, origin, rates, model_inputs(Settings().models_dir))
         browser.close()
     clock.log("device emulation: " + ", ".join(
-        f"{r}x -> parameter {check['params'][r]:.2f}, measured {ms['slowdown_short']:.1f}x short / "
-        f"{ms['slowdown_long']:.1f}x long" for r, ms in check["calibrated"].items()))
+        f"{r}x -> parameter {check['params'][r]:.2f}, measured {ms['slowdown_short']:.1f}x Strata's short request / "
+        f"{ms['slowdown_baseline']:.1f}x the baseline / {ms['slowdown_long']:.1f}x long"
+        for r, ms in check["calibrated"].items()))
     return check
 
 
