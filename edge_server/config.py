@@ -65,7 +65,8 @@ class Settings:
     # TLS (https, wss): a certificate chain and its key, PEM; None serves plain http.
     tls_cert: Path | None = None
     tls_key: Path | None = None
-    tls_dir: Path = REPO / "build" / "tls"  # where `strata serve --tls-self-signed` keeps its certificate
+    # Where `strata serve --tls-self-signed` keeps its certificate.
+    tls_dir: Path = field(default_factory=lambda: Path(_env("TLS_DIR", str(REPO / "build" / "tls"))))
 
     def __post_init__(self) -> None:
         at_least_one = ("max_frame_bytes", "max_tensor_bytes", "max_in_flight", "max_connections",

@@ -64,13 +64,13 @@ def _process(command: str, ready_path: str, *args: str, port: int | None = None,
 
 
 @contextmanager
-def edge_process(*args: str, models: Path | None = None, https: bool = False,
-                 log: Path | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+def edge_process(*args: str, models: Path | None = None, https: bool = False, log: Path | None = None,
+                 env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
     """Run `strata serve` (with its own cloud, unless args say otherwise) on a free
     loopback port; yield its base URL, without a trailing slash, and its process.
     `models`: serve this model folder (STRATA_MODELS_DIR) instead of models/; `https`:
-    args make it serve TLS; `log`: where its output goes."""
-    env = {"STRATA_MODELS_DIR": str(models)} if models else None
+    args make it serve TLS; `log`: where its output goes; `env`: more variables for it."""
+    env = {**({"STRATA_MODELS_DIR": str(models)} if models else {}), **(env or {})}
     with _process("serve", "/", *args, env=env, https=https, log=log) as running:
         yield running
 
