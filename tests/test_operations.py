@@ -5,18 +5,22 @@ graceful shutdown on SIGTERM with requests in flight."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
+import os
 import signal
-import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import numpy as np
 import pytest
+from cryptography import x509
 from prometheus_client.parser import text_string_to_metric_families
 from strata import wire
 from strata.client import connect
+from strata.client.prober import Prober
 from strata.offload import InferRequest, infer_frame
 from strata.plan import Plan
 from strata.wire import MessageType
@@ -26,6 +30,7 @@ from websockets.sync.client import connect as ws_connect
 from bench.load import conv1_outputs
 from edge_server.blocks.main_path import MainPath
 from edge_server.config import Settings
+from edge_server.tls import check_pair, self_signed
 from testing.servers import edge_process, free_port
 
 MODELS = Settings().models_dir
@@ -131,6 +136,42 @@ def test_workers_report_their_branch_exits_in_pings(edge_url: str) -> None:
     exited = asyncio.run(main())
     assert 0 < exited < len(images), "the samples should exit at the branch only in part"
     assert value(scrape(edge_url), "strata_device_branch_exits_total") - before == exited
+
+
+def test_a_ping_without_its_pong_hands_its_exits_to_the_next() -> None:
+    sent = []
+
+    class Link:  # the first PING is lost with its connection; the next gets its PONG
+        async def exchange(self, key: tuple[str, int], frame: wire.Frame) -> tuple[wire.Frame, int, int]:
+            sent.append(frame.header.get("exits"))
+            if len(sent) == 1:
+                raise ConnectionError("the edge closed the connection")
+            return wire.Frame(MessageType.PONG, {"seq": key[1]}), 0, 0
+
+    prober = Prober(SimpleNamespace(transport=SimpleNamespace(clock=time.perf_counter), link=Link()))
+    prober.exits = 4
+    with pytest.raises(ConnectionError):
+        asyncio.run(prober.ping())
+    prober.exits += 1  # one more exit meanwhile
+    asyncio.run(prober.ping())
+    asyncio.run(prober.ping())
+    assert sent == [4, 5, None] and prober.exits == 0
+
+
+def test_a_self_signed_certificate_covers_the_names_and_is_kept_while_they_stay(tmp_path: Path) -> None:
+    cert, key = self_signed(["127.0.0.1", "localhost", "[::1]", "phone.lan"], tmp_path)
+    names = x509.load_pem_x509_certificate(cert.read_bytes()).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value
+    assert set(names.get_values_for_type(x509.DNSName)) == {"localhost", "phone.lan"}
+    assert set(names.get_values_for_type(x509.IPAddress)) == {ipaddress.ip_address("127.0.0.1"),
+                                                              ipaddress.ip_address("::1")}
+    assert os.stat(key).st_mode & 0o777 == 0o600
+    made = check_pair(cert, key)
+    assert self_signed(["localhost", "phone.lan"], tmp_path) == (cert, key) and check_pair(cert, key) == made
+    self_signed(["localhost", "other.lan"], tmp_path)
+    assert check_pair(cert, key) != made  # a name it did not cover: made anew
+    with pytest.raises(ValueError, match="cannot use"):
+        check_pair(cert, tmp_path / "missing.key")
 
 
 def test_health_live_and_ready(edge_url: str) -> None:

@@ -11,8 +11,8 @@ Both bind 127.0.0.1 by default, so nothing outside this machine can reach them; 
 --host 0.0.0.0 --allowed-host ADDRESS (the address the phone opens) to serve a phone on
 your network, and --tls-cert/--tls-key (or --tls-self-signed, to try it out) so that the
 page is a secure context there: a phone's browser gives a page served over plain http
-no camera and no cross-origin isolation. Run `make provision` (or `strata provision`) first: the edge refuses to
-start without the Pyodide files.
+no camera and no cross-origin isolation. Run `make provision` (or `strata provision`)
+first: the edge refuses to start without the Pyodide files.
 
 Every port is bound (or checked free) before anything is printed or started, so a taken
 port is a one-line error. The helpers (the cloud, the link emulator) are supervised: one
