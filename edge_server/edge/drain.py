@@ -43,7 +43,7 @@ class Drain:
         self.draining = True
         began = time.monotonic()
         log.info("shutting down: answering %d frames in flight (at most %.0f s); new frames get ERROR "
-                    "shutting-down", self.active, self.timeout_s)
+                 "shutting-down", self.active, self.timeout_s)
         while self.active and time.monotonic() - began < self.timeout_s:
             await asyncio.sleep(POLL_S)
         if self.active:
