@@ -59,6 +59,14 @@ class Settings:
     max_batch: int = 32  # 1 turns dynamic batching off
     max_wait_ms: float = 0.0  # extra hold for company before a batch starts
     variant_cache_bytes: int = 8 * 1024 * 1024  # pruned variants kept loaded (block file bytes), LRU
+    # On SIGTERM, the longest wait for the frames in flight: above the cloud's timeout, so
+    # that a forward waiting for a slow cloud still gets its reply (edge_server/edge/drain.py).
+    shutdown_timeout_s: float = 10.0
+    # TLS (https, wss): a certificate chain and its key, PEM; None serves plain http.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # Where `strata serve --tls-self-signed` keeps its certificate.
+    tls_dir: Path = field(default_factory=lambda: Path(_env("TLS_DIR", str(REPO / "build" / "tls"))))
 
     def __post_init__(self) -> None:
         at_least_one = ("max_frame_bytes", "max_tensor_bytes", "max_in_flight", "max_connections",
@@ -67,12 +75,14 @@ class Settings:
         for name in at_least_one:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("read_timeout_s", "cloud_timeout_s", "cloud_probe_timeout_s"):
+        for name in ("read_timeout_s", "cloud_timeout_s", "cloud_probe_timeout_s", "shutdown_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name.replace('_', '-')} must be more than 0, got {getattr(self, name)}")
         for name in ("max_probe_reply_bytes", "max_wait_ms", "variant_cache_bytes"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both a certificate (--tls-cert) and its key (--tls-key)")
 
     @property
     def assets_file(self) -> Path:

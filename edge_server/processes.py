@@ -24,16 +24,17 @@ BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # waits before restarts that follo
 STEADY_S = 60.0  # a helper that ran this long starts the backoff over
 
 
-def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 20.0, log: Path | None = None) -> None:
+def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 20.0, log: Path | None = None,
+                  verify: bool = True) -> None:
     """Return once `url` answers and the process still runs; raise if the process dies
-    or time runs out."""
+    or time runs out. `verify`: check an https server's certificate."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             output = log.read_text()[-3000:] if log else ""
             raise RuntimeError(f"server exited with code {process.returncode}:\n{output}")
         try:
-            httpx.get(url, timeout=1.0)
+            httpx.get(url, timeout=1.0, verify=verify)
         except httpx.TransportError:
             time.sleep(0.1)
             continue

@@ -1,5 +1,5 @@
 """How Strata's servers run under uvicorn: on a socket bound before anything is printed,
-with a read timeout.
+with a read timeout, logging as edge_server/logs.py says, and shutting down gracefully.
 
 Binding first turns a taken port into a one-line error before the command says where
 to open it. uvicorn gives a client as long as it likes to send a request's headers, so
@@ -11,6 +11,10 @@ until its frame is complete, and for one that stops reading. uvicorn then closes
 socket politely, which waits for its send buffer to drain: a client that does not read
 never lets it, and the replies queued behind would wait for ever, so
 KeepaliveDeadline drops it at once.
+
+On SIGTERM or Ctrl-C uvicorn stops accepting, then closes every WebSocket at once (1012);
+DrainingServer first lets the app answer the frames it is working on (the edge's Drain,
+edge_server/edge/drain.py). A second Ctrl-C skips that wait.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import asyncio
 import errno
 import functools
 import socket
+from collections.abc import Awaitable, Callable
 
 import h11
 import uvicorn
@@ -27,13 +32,20 @@ from strata.cli import CommandError
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from edge_server.logs import log_config
+
 STARTUP_FAILURE = 3  # uvicorn's exit status when the app fails to start
 
 
 def bind(host: str, port: int) -> socket.socket:
     """A listening TCP socket on (host, port), made as uvicorn makes its own;
-    CommandError naming the port if it cannot be had (taken, or not this machine's)."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    CommandError naming the port if it cannot be had (taken, or not this machine's).
+
+    The protocol is named (IPPROTO_TCP), not left 0: asyncio turns Nagle's algorithm off
+    (TCP_NODELAY) only on connections whose socket says TCP, and with it on, every
+    response after the first on a kept-alive connection waited 40 ms for the client's
+    delayed ACK (h11 writes the headers and the body apart)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -103,12 +115,36 @@ class KeepaliveDeadline(WebSocketsSansIOProtocol):
         self.transport.abort()
 
 
-def serve(app: ASGIApp, sock: socket.socket, read_timeout_s: float, log_level: str, **options: object) -> int:
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, which on shutdown stops accepting, then awaits `drain` (the app
+    finishing what it is doing), then closes the connections as uvicorn does."""
+
+    def __init__(self, config: uvicorn.Config, drain: Callable[[], Awaitable[object]] | None) -> None:
+        super().__init__(config)
+        self.drain = drain
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        if self.drain is not None:
+            draining = asyncio.ensure_future(self.drain())
+            while not draining.done() and not self.force_exit:  # a second Ctrl-C sets force_exit
+                await asyncio.wait({draining}, timeout=0.1)
+            draining.cancel()
+        await super().shutdown(sockets)
+
+
+def serve(app: ASGIApp, sock: socket.socket, read_timeout_s: float, log_level: str, log_format: str = "text",
+          drain: Callable[[], Awaitable[object]] | None = None, **options: object) -> int:
     """Run an ASGI app on a bound socket until it is stopped; return the exit status.
-    `options` go to uvicorn.Config; WebSockets get a keepalive ping every read_timeout_s."""
-    config = uvicorn.Config(app, log_level=log_level, http=functools.partial(HeaderDeadline, timeout_s=read_timeout_s),
+    `options` go to uvicorn.Config (e.g. ssl_certfile, ssl_keyfile); WebSockets get a
+    keepalive ping every read_timeout_s; `drain` is awaited on shutdown (DrainingServer)."""
+    config = uvicorn.Config(app, log_level=None, log_config=log_config(log_level, log_format),  # levels: logs.py
+                            http=functools.partial(HeaderDeadline, timeout_s=read_timeout_s),
                             ws=KeepaliveDeadline, ws_ping_interval=read_timeout_s, ws_ping_timeout=read_timeout_s,
                             **options)
-    server = uvicorn.Server(config)
+    server = DrainingServer(config, drain)
     server.run(sockets=[sock])
     return 0 if server.started else STARTUP_FAILURE

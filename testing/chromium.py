@@ -6,8 +6,12 @@ background-networking flags stop Chromium from calling outside hosts on its own.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from playwright.sync_api import Browser, Page, Playwright
 
 EXECUTABLE = "/usr/bin/chromium"
@@ -24,6 +28,16 @@ ARGS = [
 
 def launch(playwright: Playwright) -> Browser:
     return playwright.chromium.launch(executable_path=EXECUTABLE, args=ARGS)
+
+
+def trust(cert_pem: bytes) -> str:
+    """The Chromium flag that trusts this certificate's key, and only it (by the base64
+    SHA-256 of its SubjectPublicKeyInfo), as a phone trusts a certificate its user
+    accepted: any other certificate is still refused, whereas Playwright's
+    ignore_https_errors accepts every one."""
+    spki = x509.load_pem_x509_certificate(cert_pem).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return f"--ignore-certificate-errors-spki-list={base64.b64encode(hashlib.sha256(spki).digest()).decode()}"
 
 
 class PageWatch:

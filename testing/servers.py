@@ -34,34 +34,40 @@ def free_port() -> int:
 
 @contextmanager
 def _process(command: str, ready_path: str, *args: str, port: int | None = None,
-             ready_port: int | None = None,
-             env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+             ready_port: int | None = None, env: dict[str, str] | None = None, https: bool = False,
+             log: Path | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
     """Run `strata COMMAND`, by default with --port set to a free port; yield its URL once
     `ready_path` answers (on `ready_port` if given), and stop it afterwards. `env` adds
-    to this process's environment."""
+    to this process's environment; `https`: it serves TLS (readiness is checked without
+    verifying the certificate); `log`: keep its output there rather than in a temporary file."""
     if port is None:
         port = free_port()
         args = ("--port", str(port), *args)
-    with tempfile.NamedTemporaryFile("w+", prefix=f"strata-{command}-", suffix=".log") as log:
+    scheme = "https" if https else "http"
+    with (open(log, "w+") if log else tempfile.NamedTemporaryFile("w+", prefix=f"strata-{command}-", suffix=".log")) \
+            as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "strata.cli", command, "--log-level", "warning", *args],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})},
+            cwd=REPO, stdout=output, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})},
         )
-        url = f"http://127.0.0.1:{port}"
+        url = f"{scheme}://127.0.0.1:{port}"
         try:
-            wait_for_http(f"http://127.0.0.1:{ready_port or port}{ready_path}", process, timeout=120, log=Path(log.name))
+            wait_for_http(f"{scheme}://127.0.0.1:{ready_port or port}{ready_path}", process, timeout=120,
+                          log=Path(output.name), verify=not https)
             yield url, process
         finally:
             stop(process)
 
 
 @contextmanager
-def edge_process(*args: str, models: Path | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+def edge_process(*args: str, models: Path | None = None, https: bool = False, log: Path | None = None,
+                 env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
     """Run `strata serve` (with its own cloud, unless args say otherwise) on a free
     loopback port; yield its base URL, without a trailing slash, and its process.
-    `models`: serve this model folder (STRATA_MODELS_DIR) instead of models/."""
-    env = {"STRATA_MODELS_DIR": str(models)} if models else None
-    with _process("serve", "/", *args, env=env) as running:
+    `models`: serve this model folder (STRATA_MODELS_DIR) instead of models/; `https`:
+    args make it serve TLS; `log`: where its output goes; `env`: more variables for it."""
+    env = {**({"STRATA_MODELS_DIR": str(models)} if models else {}), **(env or {})}
+    with _process("serve", "/", *args, env=env, https=https, log=log) as running:
         yield running
 
 

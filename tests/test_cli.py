@@ -63,6 +63,14 @@ def test_limits_that_cannot_work_are_one_line_errors() -> None:
     assert "read-timeout-s must be more than 0" in _fails_in_one_line("serve", "--no-cloud", "--read-timeout", "0")
 
 
+def test_tls_files_that_cannot_serve_are_one_line_errors(tmp_path) -> None:
+    assert "TLS needs both a certificate (--tls-cert) and its key (--tls-key)" in _fails_in_one_line(
+        "serve", "--no-cloud", "--tls-cert", str(tmp_path / "edge.pem"))
+    assert f"cannot use {tmp_path / 'edge.pem'} with key" in _fails_in_one_line(
+        "serve", "--no-cloud", "--port", str(free_port()), "--tls-cert", str(tmp_path / "edge.pem"),
+        "--tls-key", str(tmp_path / "edge.key"))
+
+
 def test_a_missing_model_folder_is_a_one_line_error(tmp_path) -> None:
     missing = tmp_path / "missing"
     assert f"{missing}/manifest.json is missing" in _fails_in_one_line("evaluate", "--models", str(missing))

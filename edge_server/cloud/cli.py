@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from edge_server.config import Settings
+from edge_server.logs import FORMATS, LEVELS
 
 SUMMARY = "Start the cloud tier alone: an Open Inference Protocol server over the model's suffixes."
 
@@ -21,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", type=str, default=str(Settings().models_dir),
                         help="folder with manifest.json and the block files (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="threads running models (default: %(default)s)")
-    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-level", default="warning", choices=LEVELS)
+    parser.add_argument("--log-format", default="text", choices=FORMATS,
+                        help="log lines as text, or as one JSON object each (default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,6 +46,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"Strata cloud: {len(models)} models on http://{args.host}:{args.port}/v2", flush=True)
         app = create_cloud_app(models, token=settings.cloud_token, workers=args.workers,
                                max_body_bytes=settings.cloud_max_body_bytes)
-        return serve(app, sock, settings.read_timeout_s, args.log_level)
+        return serve(app, sock, settings.read_timeout_s, args.log_level, args.log_format)
     finally:
         sock.close()

@@ -11,6 +11,7 @@ KServe can take its place (docs/scaling.md).
     GET  /v2/models/{name}                         model metadata
     GET  /v2/models/{name}/ready                   model readiness
     POST /v2/models/{name}/infer                   JSON, or JSON + binary tensor data
+    GET  /metrics                                  Prometheus metrics (edge_server/cloud/metrics.py)
 
 Responses carry `parameters.compute_ms` (model time) and `parameters.in_flight`
 (requests being served), which the edge reports as cloud time and load; model metadata
@@ -44,6 +45,7 @@ from starlette.routing import Route
 from edge_server.blocks.main_path import ORT_DTYPES, MainPath, session_options
 from edge_server.blocks.variants import Variants
 from edge_server.cloud import protocol
+from edge_server.cloud.metrics import CloudMetrics
 from edge_server.edge.cloud_client import suffix_model_name
 
 SERVER_NAME = "strata-cloud"
@@ -106,6 +108,7 @@ def create_cloud_app(models: dict[str, ServedModel], token: str | None = None, w
                      max_body_bytes: int = 64 * 1024 * 1024) -> Starlette:
     pool = ThreadPoolExecutor(workers, thread_name_prefix="cloud-infer")
     in_flight = 0
+    metrics = CloudMetrics(lambda: in_flight)
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
@@ -158,6 +161,12 @@ def create_cloud_app(models: dict[str, ServedModel], token: str | None = None, w
         return model if isinstance(model, Response) else JSONResponse({"name": model.name, "ready": True})
 
     async def infer(request: Request) -> Response:
+        response = await answer_infer(request)
+        name = request.path_params["name"]
+        metrics.requests.labels(name if name in models else "", str(response.status_code)).inc()
+        return response
+
+    async def answer_infer(request: Request) -> Response:
         nonlocal in_flight
         model = model_or_error(request)
         if isinstance(model, Response):
@@ -182,6 +191,8 @@ def create_cloud_app(models: dict[str, ServedModel], token: str | None = None, w
             compute_ms = (time.perf_counter() - start) * 1000
         finally:
             in_flight -= 1
+        metrics.compute.labels(model.name).observe(compute_ms / 1000)
+        metrics.batches.observe(len(x) if x.ndim else 1)
         if requested:
             outputs = {name: outputs[name] for name in requested}
         binary = (document.get("parameters") or {}).get("binary_data_output") is True or any(
@@ -209,6 +220,7 @@ def create_cloud_app(models: dict[str, ServedModel], token: str | None = None, w
         Route("/v2/models/{name}/versions/{version}/ready", model_ready),
         Route("/v2/models/{name}/infer", infer, methods=["POST"]),
         Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
+        metrics.route(),
     ]
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

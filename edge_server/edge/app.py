@@ -9,6 +9,10 @@
     /joined/       edge_server/edge/joined.py  device blocks joined into one graph, for onnxruntime-web
     /demo/link     the link emulator   demo mode only (edge_server/edge/demo_link.py)
     /ws            WebSocket           strata.wire frames (edge_server/edge/connection.py)
+    /metrics       Prometheus metrics  edge_server/edge/metrics.py
+    /health/live   200 while the process serves
+    /health/ready  200 once the model is loaded and the cloud, if any, answered or is marked
+                   down; 503 before, and during a graceful shutdown (edge_server/edge/drain.py)
 
 At start-up it loads and verifies the model, profiles its blocks, and connects to the
 cloud; see edge_server/edge/runtime.py for what happens to each offloaded sample.
@@ -27,7 +31,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse
+from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
@@ -36,9 +40,11 @@ from edge_server.config import Settings
 from edge_server.edge.cloud_client import CloudClient
 from edge_server.edge.connection import serve_connection
 from edge_server.edge.demo_link import demo_routes
+from edge_server.edge.drain import Drain
 from edge_server.edge.isolation import CrossOriginIsolation
 from edge_server.edge.joined import joined
 from edge_server.edge.limits import ConnectionLimits
+from edge_server.edge.metrics import EdgeMetrics
 from edge_server.edge.runtime import EdgeRuntime
 from edge_server.edge.static import IMMUTABLE, REVALIDATE, StaticFiles
 
@@ -54,9 +60,11 @@ def allowed_hosts(settings: Settings) -> list[str]:
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
+    """The edge's app. Its `state.drain` is what serving.serve() awaits on SIGTERM."""
     settings = settings or Settings()
     limits = ConnectionLimits(settings.max_connections, settings.max_queued_reply_bytes,
                               2 * settings.max_probe_reply_bytes)
+    metrics, drain = EdgeMetrics(), Drain(settings.shutdown_timeout_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -65,7 +73,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if settings.cloud_url:
             cloud = CloudClient(settings.cloud_url, main_path.name, settings.cloud_timeout_s, settings.cloud_token,
                                 settings.cloud_probe_timeout_s, settings.cloud_failures_to_open)
-        runtime = app.state.runtime = EdgeRuntime(main_path, settings, cloud)
+        runtime = app.state.runtime = EdgeRuntime(main_path, settings, cloud, metrics)
+        metrics.watch(runtime, limits, drain)
         await runtime.start()
         try:
             yield
@@ -76,10 +85,31 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return FileResponse(settings.assets_file, headers={"Cache-Control": REVALIDATE})
 
     async def socket(websocket: WebSocket) -> None:
-        await serve_connection(websocket, settings, websocket.app.state.runtime, limits)
+        await serve_connection(websocket, settings, websocket.app.state.runtime, limits, metrics, drain)
+
+    async def live(request: Request) -> JSONResponse:
+        return JSONResponse({"live": True})
+
+    async def ready(request: Request) -> JSONResponse:
+        runtime: EdgeRuntime | None = getattr(request.app.state, "runtime", None)
+        if runtime is None:
+            reason = "the model is not loaded yet"
+        elif drain.draining:
+            reason = "shutting down"
+        elif not runtime.cloud_known:
+            reason = "the cloud has neither answered nor been marked down yet"
+        else:
+            reason = None
+        cloud = "none" if runtime is None or runtime.cloud is None else "down" if runtime.cloud.down else \
+            "up" if runtime.cloud.answered_once else "unknown"
+        return JSONResponse({"ready": reason is None, "reason": reason, "cloud": cloud},
+                            status_code=200 if reason is None else 503)
 
     routes = [
         WebSocketRoute("/ws", socket),
+        metrics.route(),
+        Route("/health/live", live),
+        Route("/health/ready", ready),
         Route("/assets.json", assets),
         Route("/joined/{start:int}-{stop:int}.onnx", joined),
         *demo_routes(settings.link_control_url),
@@ -91,4 +121,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     ]
     middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings), www_redirect=False),
                   Middleware(CrossOriginIsolation)]
-    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.drain = drain
+    return app

@@ -43,12 +43,14 @@ class _Waiting:
 
 
 class Batcher:
-    def __init__(self, compute: Compute, workers: int = 2, max_batch: int = 32, max_wait_s: float = 0.0) -> None:
+    def __init__(self, compute: Compute, workers: int = 2, max_batch: int = 32, max_wait_s: float = 0.0,
+                 on_call: Callable[[int], None] | None = None) -> None:
+        """on_call: told the samples of each call as it starts (the batch-size metric)."""
         if workers < 1 or max_batch < 1 or max_wait_s < 0:
             raise ValueError(f"need workers >= 1, max_batch >= 1 and max_wait_s >= 0, "
                              f"got {workers}, {max_batch} and {max_wait_s}")
         self.compute, self.workers = compute, workers
-        self.max_batch, self.max_wait_s = max_batch, max_wait_s
+        self.max_batch, self.max_wait_s, self.on_call = max_batch, max_wait_s, on_call
         self._waiting: dict[tuple, list[_Waiting]] = {}  # keys in order of their oldest request
         self._running = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -80,6 +82,8 @@ class Batcher:
                 samples += len(taken[-1].x)
             if not waiting:
                 del self._waiting[key]
+            if self.on_call is not None:
+                self.on_call(samples)
             self._running += 1
             asyncio.ensure_future(self._run(taken, key))
 

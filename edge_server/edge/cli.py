@@ -9,23 +9,29 @@ runs every block itself.
 
 Both bind 127.0.0.1 by default, so nothing outside this machine can reach them; pass
 --host 0.0.0.0 --allowed-host ADDRESS (the address the phone opens) to serve a phone on
-your network. Run `make provision` (or `strata provision`) first: the edge refuses to
-start without the Pyodide files.
+your network, and --tls-cert/--tls-key (or --tls-self-signed, to try it out) so that the
+page is a secure context there: a phone's browser gives a page served over plain http
+no camera and no cross-origin isolation. Run `make provision` (or `strata provision`)
+first: the edge refuses to start without the Pyodide files.
 
 Every port is bound (or checked free) before anything is printed or started, so a taken
 port is a one-line error. The helpers (the cloud, the link emulator) are supervised: one
-that exits is restarted, with a backoff, and said so on stderr.
+that exits is restarted, with a backoff, and said so on stderr. On SIGTERM the edge
+stops accepting, answers the frames in flight (new ones get ERROR shutting-down), then
+exits (edge_server/edge/drain.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 
 from strata.cli import CommandError
 
 from edge_server.config import Settings
 from edge_server.link_emulator.proxy import PROFILES
+from edge_server.logs import FORMATS, LEVELS
 from edge_server.processes import Supervised
 from edge_server.serving import bind, port_free, serve
 
@@ -60,15 +66,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--read-timeout", type=float, default=defaults.read_timeout_s, metavar="SECONDS",
                         help="close a connection whose request headers, or a WebSocket whose answer to a keepalive "
                              "ping, take longer than this (default: %(default)s)")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
-                        help="server log level (default: %(default)s)")
+    parser.add_argument("--shutdown-timeout", type=float, default=defaults.shutdown_timeout_s, metavar="SECONDS",
+                        help="on SIGTERM, wait at most this long for the frames in flight to be answered "
+                             "(default: %(default)s)")
+    tls = parser.add_mutually_exclusive_group()
+    tls.add_argument("--tls-cert", metavar="PEM", help="serve https and wss with this certificate chain "
+                                                       "(needs --tls-key)")
+    tls.add_argument("--tls-self-signed", action="store_true",
+                     help="serve https with a self-signed certificate made for 127.0.0.1, localhost, --host and "
+                          "--allowed-host (kept in build/tls/); prints its SHA-256 fingerprint")
+    parser.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
+    parser.add_argument("--log-level", default="info", choices=LEVELS,
+                        help="server log level; debug logs one line per request (default: %(default)s)")
+    parser.add_argument("--log-format", default="text", choices=FORMATS,
+                        help="log lines as text, or as one JSON object each for log collectors (default: %(default)s)")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     try:
         return Settings(host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                         max_connections=args.max_connections, read_timeout_s=args.read_timeout,
-                        allowed_hosts=tuple(args.allowed_host), cloud_url=None if args.no_cloud else args.cloud_url)
+                        allowed_hosts=tuple(args.allowed_host), cloud_url=None if args.no_cloud else args.cloud_url,
+                        shutdown_timeout_s=args.shutdown_timeout,
+                        tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+                        tls_key=Path(args.tls_key) if args.tls_key else None)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
 
@@ -80,6 +101,28 @@ def _check_models(settings: Settings) -> None:
         load_manifest(settings.models_dir)
     except ModelError as exc:
         raise CommandError(f"{exc} (the model folder is $STRATA_MODELS_DIR, else models/)") from None
+
+
+def _tls(settings: Settings, self_signed: bool) -> tuple[Settings, str | None]:
+    """The settings with the certificate to serve, made if asked (self_signed); and what
+    to print about it (None: plain http). CommandError if the certificate cannot serve."""
+    from edge_server import tls
+    from edge_server.edge.app import allowed_hosts
+
+    if self_signed:
+        names = allowed_hosts(settings)
+        cert, key = tls.self_signed(names, settings.tls_dir)
+        settings = dataclasses.replace(settings, tls_cert=cert, tls_key=key)
+        about = (f"TLS: a self-signed certificate for {', '.join(names)} ({cert}). Browsers warn about it: accept "
+                 f"it only if the certificate they show has this SHA-256 fingerprint:\n  ")
+    elif settings.tls_cert is None:
+        return settings, None
+    else:
+        about = f"TLS: certificate {settings.tls_cert}, SHA-256 fingerprint "
+    try:
+        return settings, about + tls.check_pair(settings.tls_cert, settings.tls_key)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,8 +138,9 @@ def run(args: argparse.Namespace) -> int:
     except ProvisionError as exc:
         raise CommandError(str(exc)) from None
     _check_models(settings)
+    settings, tls_note = _tls(settings, args.tls_self_signed)
     quiet = "warning" if args.log_level == "info" else args.log_level
-    public = f"http://{settings.host}:{settings.port}/"
+    public = f"{'https' if tls_note else 'http'}://{settings.host}:{settings.port}/"
     if args.emulate:  # the emulator takes the public port; the edge moves behind it
         edge_port, control_port = settings.port + 2, settings.port + 3
         port_free(settings.host, settings.port)
@@ -112,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
             port = args.cloud_port or args.port + 1
             port_free("127.0.0.1", port)  # or the edge would forward to whatever listens there
             helpers.append(Supervised("the cloud", ["cloud", "--host", "127.0.0.1", "--port", str(port), "--models",
-                                                    str(settings.models_dir), "--log-level", quiet],
+                                                    str(settings.models_dir), "--log-level", quiet,
+                                                    "--log-format", args.log_format],
                                       f"http://127.0.0.1:{port}/v2/health/ready"))
             settings = dataclasses.replace(settings, cloud_url=f"http://127.0.0.1:{port}")
         if args.emulate:
@@ -122,13 +167,17 @@ def run(args: argparse.Namespace) -> int:
                 "--log-level", quiet], f"http://127.0.0.1:{settings.port + 1}/profile"))
         print(f"Strata edge server: open {public} (cloud: {settings.cloud_url or 'none'}"
               f"{f', link emulated: {args.emulate}' if args.emulate else ''})", flush=True)
+        if tls_note:
+            print(tls_note, flush=True)
         if args.host in WILDCARDS and not settings.allowed_hosts:
             print("note: browsers may reach it as 127.0.0.1 or localhost only: add --allowed-host with the "
                   "address (or name) other devices open", flush=True)
+        app = create_app(settings)
         return serve(
-            create_app(settings), sock, settings.read_timeout_s, args.log_level,
+            app, sock, settings.read_timeout_s, args.log_level, args.log_format, app.state.drain,
             ws_per_message_deflate=False,  # deflate made a 64 KiB round trip 25x slower on loopback
             ws_max_size=settings.max_frame_bytes * 2,  # larger frames still reach the session, which answers with an error
+            ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key,
         )
     finally:
         sock.close()

@@ -67,6 +67,7 @@ class CloudClient:
         self.probe_timeout_s, self.failures_to_open = probe_timeout_s, failures_to_open
         self.failures = 0  # timeouts, connection failures and failed probes in a row
         self.down_since: float | None = None  # time.monotonic() when marked down
+        self.answered_once = False  # whether the cloud ever answered: with `down`, whether its state is known
         self._marked_down = asyncio.Event()  # set while down: cuts the forwards in flight
 
     @property
@@ -84,7 +85,7 @@ class CloudClient:
     def _answered(self) -> None:
         if self.down:
             log.warning("cloud is up again after %.1f s down", time.monotonic() - self.down_since)
-        self.failures, self.down_since = 0, None
+        self.failures, self.down_since, self.answered_once = 0, None, True
         self._marked_down.clear()
 
     def model_name(self, start: int, variant: str = "") -> str:

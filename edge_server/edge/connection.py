@@ -8,21 +8,30 @@ Before the handshake is accepted: the Origin must be the page's own or configure
 (the Host was already checked against the allow-list, edge_server/edge/app.py), the
 `private` query must be 0 or 1, and the edge must hold fewer than `max_connections`
 (else it accepts, then closes with 1013, "try again later", and says why).
+
+Each frame counts as in flight (edge_server/edge/drain.py) from its arrival until its
+reply is handed to the socket, so that a graceful shutdown waits for the reply itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from edge_server.config import Settings
+from edge_server.edge.drain import Drain
 from edge_server.edge.limits import ConnectionLimits
+from edge_server.edge.metrics import EdgeMetrics
 from edge_server.edge.runtime import EdgeRuntime
 from edge_server.edge.session import EdgeSession
 
 POLICY_VIOLATION = 1008
 TRY_AGAIN_LATER = 1013
+log = logging.getLogger("strata.edge")
+_numbers = itertools.count(1)  # names connections in the log
 
 
 def origin_allowed(websocket: WebSocket, settings: Settings) -> bool:
@@ -39,7 +48,7 @@ def origin_allowed(websocket: WebSocket, settings: Settings) -> bool:
 
 
 async def serve_connection(websocket: WebSocket, settings: Settings, runtime: EdgeRuntime,
-                           limits: ConnectionLimits) -> None:
+                           limits: ConnectionLimits, metrics: EdgeMetrics, drain: Drain) -> None:
     if not origin_allowed(websocket, settings):
         await websocket.close(code=POLICY_VIOLATION, reason="origin not allowed")
         return
@@ -48,15 +57,21 @@ async def serve_connection(websocket: WebSocket, settings: Settings, runtime: Ed
         await websocket.close(code=POLICY_VIOLATION, reason="the query 'private' must be 0 or 1")
         return
     if not limits.admit():
+        metrics.refused.inc()
         await websocket.accept()
         await websocket.close(code=TRY_AGAIN_LATER,
                               reason=f"the edge serves at most {limits.max_connections} connections; try again later")
         return
+    number = next(_numbers)
+    client = websocket.client
+    log.debug("connection %d from %s:%s%s", number, client.host if client else "?", client.port if client else "?",
+              " (private)" if private == "1" else "", extra={"connection": number})
     try:
         await websocket.accept()
-        await _serve(websocket, EdgeSession(settings, runtime, limits, private=private == "1"), settings)
+        await _serve(websocket, EdgeSession(settings, runtime, limits, private == "1", metrics, drain, number), settings)
     finally:
         limits.leave()
+        log.debug("connection %d closed", number, extra={"connection": number})
 
 
 async def _serve(websocket: WebSocket, session: EdgeSession, settings: Settings) -> None:
@@ -73,7 +88,8 @@ async def _serve(websocket: WebSocket, session: EdgeSession, settings: Settings)
 
     async def answer(data: bytes | str | None) -> None:
         try:
-            await send(await session.handle(data))
+            with session.drain.answering():
+                await send(await session.handle(data))
         except (WebSocketDisconnect, RuntimeError):
             pass  # the client left while we worked; nobody to tell
         finally:

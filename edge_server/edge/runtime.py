@@ -33,6 +33,7 @@ from edge_server.blocks.variants import Variants
 from edge_server.config import Settings
 from edge_server.edge.batching import Batcher, Computed, in_threads
 from edge_server.edge.cloud_client import CloudClient, CloudDown, CloudUnavailable
+from edge_server.edge.metrics import EdgeMetrics
 
 log = logging.getLogger("strata.edge")
 CLOUD_PROBE_PERIOD_S = 2.0
@@ -66,7 +67,8 @@ class CloudLink:
 
 
 class EdgeRuntime:
-    def __init__(self, main_path: MainPath, settings: Settings, cloud: CloudClient | None) -> None:
+    def __init__(self, main_path: MainPath, settings: Settings, cloud: CloudClient | None,
+                 metrics: EdgeMetrics) -> None:
         self.main_path, self.cloud = main_path, cloud
         self.variants = Variants(main_path, settings.variant_cache_bytes)
         run_blocks, self._pool = in_threads(self.variants.run, settings.workers)
@@ -75,8 +77,8 @@ class EdgeRuntime:
         if not main_path.manifest.get("batch_independent", True):  # see edge_server/split/prepare.py
             log.warning("model %s: answers depend on batchmates (dynamic quantization); batching off", main_path.name)
             max_batch = 1
-        self.blocks = Batcher(run_blocks, settings.workers, max_batch, wait)
-        self.forwards = Batcher(self._forward, settings.cloud_concurrency, max_batch, wait)
+        self.blocks = Batcher(run_blocks, settings.workers, max_batch, wait, metrics.batch("blocks"))
+        self.forwards = Batcher(self._forward, settings.cloud_concurrency, max_batch, wait, metrics.batch("cloud"))
         self.cloud_block_ms: dict[str, list[float]] = {}  # variant -> the cloud's per-block times
         self.cloud_link = CloudLink()
         self._probe: asyncio.Task | None = None
@@ -120,6 +122,12 @@ class EdgeRuntime:
     def cloud_up(self) -> bool:
         """Whether workers should plan for the cloud: there is one, and it is not marked down."""
         return self.cloud is not None and not self.cloud.down
+
+    @property
+    def cloud_known(self) -> bool:
+        """Whether the edge knows where its cloud stands: it has none, or the cloud answered
+        once, or it is marked down. Until then the edge is not ready (/health/ready)."""
+        return self.cloud is None or self.cloud.answered_once or self.cloud.down
 
     @property
     def queued(self) -> int:

@@ -142,6 +142,11 @@ def error(code: str, message: str, request_id: int | None = None, seq: int | Non
     return Frame(MessageType.ERROR, header)
 
 
-def ping(seq: int, sent_ms: float, reply_bytes: int = 0, payload: bytes = b"") -> Frame:
-    """A probe. The payload measures uplink; reply_bytes asks for a payload back for downlink."""
-    return Frame(MessageType.PING, {"seq": seq, "sent_ms": sent_ms, "reply_bytes": reply_bytes}, payload)
+def ping(seq: int, sent_ms: float, reply_bytes: int = 0, payload: bytes = b"", exits: int = 0) -> Frame:
+    """A probe. The payload measures uplink; reply_bytes asks for a payload back for downlink.
+    exits: branch exits on the device not yet reported to the edge (the header leaves it
+    out when 0, as a worker that predates it does)."""
+    header = {"seq": seq, "sent_ms": sent_ms, "reply_bytes": reply_bytes}
+    if exits:
+        header["exits"] = exits
+    return Frame(MessageType.PING, header, payload)

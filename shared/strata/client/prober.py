@@ -6,6 +6,10 @@ RTT, sends one probe each way sized to stay within 5 % of the link
 and re-plans. A request that took far longer than forecast wakes it at once, for a
 burst of pings. The first HELLO creates the client's ContextTracker; a later one (a
 reconnection) updates it. Times are milliseconds unless named _s.
+
+Pings also tell the edge how many answers the device's branch gave since the last PONG
+(`exits`): the edge never sees them otherwise, and counts them in its metrics. A ping
+that gets no PONG hands its count back, for the next one to report.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ class Prober:
         self.wake = asyncio.Event()  # set when a request took far longer than forecast
         self.probed = asyncio.Event()  # set once the planner has a context: a HELLO and a first probe
         self.next_seq = 0
+        self.exits = 0  # branch exits not yet reported to the edge (Client counts them)
         self._hello: dict | None = None  # the HELLO the context was last told about
         self.stopped = False
         self._retimed = -1  # the block _refresh_device timed last
@@ -54,10 +59,16 @@ class Prober:
         (e.g. `busy`: its budget for queued replies is spent)."""
         clock = self.client.transport.clock
         self.next_seq += 1
+        exits, self.exits = self.exits, 0
         begin = clock()
-        reply, _, _ = await self.client.link.exchange(
-            ("ping", self.next_seq), wire.ping(self.next_seq, begin * 1000, reply_bytes, bytes(payload)))
+        try:
+            reply, _, _ = await self.client.link.exchange(
+                ("ping", self.next_seq), wire.ping(self.next_seq, begin * 1000, reply_bytes, bytes(payload), exits))
+        except BaseException:
+            self.exits += exits
+            raise
         if reply.type is MessageType.ERROR:
+            self.exits += exits
             raise RequestError(str(reply.header.get("code")), str(reply.header.get("message")))
         return (clock() - begin) * 1000, reply.header
 

@@ -370,6 +370,8 @@ class Client:
             self.context.on_device(pending.answer.timing if pending.answer else pending.timing)
         if pending.answer is not None:
             step.classified = Classified(pending.answer, step.plan, step.forecast)
+            if pending.answer.exited:
+                self.prober.exits += 1  # the edge counts them in its metrics: the next ping tells it
         return step
 
     async def classify(self, image: np.ndarray) -> Classified:
