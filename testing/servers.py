@@ -67,6 +67,8 @@ def edge_process(*args: str, models: Path | None = None, https: bool = False, lo
     `models`: serve this model folder (STRATA_MODELS_DIR) instead of models/; `https`:
     args make it serve TLS; `log`: where its output goes; `env`: more variables for it."""
     env = {**({"STRATA_MODELS_DIR": str(models)} if models else {}), **(env or {})}
+    if not {"--cloud-url", "--no-cloud", "--cloud-port"} & set(args):
+        args = ("--cloud-port", str(free_port()), *args)  # not port + 1, which another test may hold
     with _process("serve", "/", *args, env=env, https=https, log=log) as running:
         yield running
 
