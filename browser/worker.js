@@ -48,14 +48,15 @@ async function start(wsUrl) {
       const now = performance.now();
       if (now - lastPost > 30) {
         lastPost = now;
-        post("progress", { step: `Downloading the runtime (${done} of ${all.length} files)`, loaded, total, transferredTotal });
+        post("progress", { phase: "download", step: `Downloading the runtime (${done} of ${all.length} files)`, loaded, total,
+          transferredTotal });
       }
     });
     done += 1;
     return bytes;
   }));
   const wheel = fetched[all.indexOf(assets.strata_wheel)];
-  post("progress", { step: "Starting Python", loaded, total, transferredTotal });
+  post("progress", { phase: "python", step: "Starting Python", loaded, total, transferredTotal });
   mark("download", t);
 
   t = performance.now();
@@ -64,7 +65,7 @@ async function start(wsUrl) {
   mark("python", t);
 
   t = performance.now();
-  post("progress", { step: "Loading numpy and strata", loaded, total, transferredTotal });
+  post("progress", { phase: "packages", step: "Loading numpy and strata", loaded, total, transferredTotal });
   const failures = [];
   await pyodide.loadPackage(assets.pyodide.packages, { messageCallback: () => {}, errorCallback: (m) => failures.push(m) });
   if (failures.length) throw new Error(`loading ${assets.pyodide.packages} failed: ${failures.join("; ")}`);
@@ -75,7 +76,7 @@ async function start(wsUrl) {
   mark("packages", t);
 
   t = performance.now();
-  post("progress", { step: "Loading the model", loaded, total, transferredTotal });
+  post("progress", { phase: "model", step: "Loading the model", loaded, total, transferredTotal });
   const model = await call("load_model", [wsUrl]);
   mark("model", t);
 
