@@ -38,12 +38,15 @@ export async function loadCharts(assets) {
   uPlot = (await import(assets.uplot.module)).default;
 }
 
-// One figure of the context: a series over the last WINDOW_S seconds, time on the x axis
-// (seconds before now), the value on the y axis in its unit, the latest value in the
-// caption. `points` are [time in s, value]; the chart is made once and then updated.
+// One figure of the context: a series over up to the last WINDOW_S seconds (the window
+// grows in 10 s steps until the series is that old), time on the x axis (seconds before
+// now), the value on the y axis in its unit, the latest value in the caption. `points`
+// are [time in s, value]; the chart is made once and then updated.
 export function timeSeries(figure, { label, unit, colour, format }, points, now) {
   const latest = points.length ? points[points.length - 1][1] : null;
   figure.querySelector("figcaption").textContent = `${label}: ${latest === null ? "…" : format(latest)}`;
+  const age = points.length ? now - points[0][0] : 0;
+  figure.windowS = Math.min(WINDOW_S, Math.max(10, 10 * Math.ceil(age / 10)));
   if (!uPlot) return;
   const data = [points.map(([t]) => t - now), points.map(([, v]) => v)];
   const width = Math.max(200, Math.min(300, figure.parentElement.clientWidth));
@@ -55,9 +58,10 @@ export function timeSeries(figure, { label, unit, colour, format }, points, now)
   const axis = { font: FONT, labelFont: FONT, stroke: MUTED, labelSize: 16, grid: { stroke: "#eceef3" }, ticks: { stroke: "#ccd1db" } };
   figure.chart = new uPlot({
     width, height: 140, legend: { show: false }, cursor: { show: false },
-    scales: { x: { time: false, range: () => [-WINDOW_S, 0] } },
+    scales: { x: { time: false, range: () => [-figure.windowS, 0] } },
     axes: [
-      { ...axis, label: "seconds ago", size: 26, values: (u, splits) => splits.map((v) => String(Math.round(-v))) },
+      { ...axis, label: "seconds ago", size: 26, incrs: [1, 2, 5, 10, 15, 30],
+        values: (u, splits) => splits.map((v) => String(-v)) },
       { ...axis, label: unit, size: 44 },
     ],
     series: [{}, { label, stroke: colour, width: 1.5 }],

@@ -118,14 +118,15 @@ def test_the_rtt_headline_and_the_plots_follow_the_live_link(edge_url: str, open
             const u = f.chart, ys = u.data[1].filter(v => v !== null);
             const span = ys.length ? Math.abs(u.valToPos(Math.min(...ys), 'y') - u.valToPos(Math.max(...ys), 'y')) : 0;
             return {series: f.dataset.series, x: u.axes[0].label, y: u.axes[1].label,
-                    window: [u.scales.x.min, u.scales.x.max], span, height: u.bbox.height / devicePixelRatio,
+                    window: [u.scales.x.min, u.scales.x.max], oldest: u.data[0][0], span, height: u.bbox.height / devicePixelRatio,
                     caption: f.querySelector('figcaption').textContent};
         })""")
         units = {plot["series"]: plot["y"] for plot in plots}
         assert units == {"rtt_ms": "ms", "up_bps": "Mbit/s", "down_bps": "Mbit/s", "device_slowdown": "× its profile",
                          "edge_queue_ms": "ms"}
-        for plot in plots:
-            assert plot["x"] == "seconds ago" and plot["window"] == [-60, 0], plot
+        for plot in plots:  # the window grows with the series, in 10 s steps, up to a minute
+            assert plot["x"] == "seconds ago" and plot["window"][1] == 0, plot
+            assert -60 <= plot["window"][0] <= -10 and plot["window"][0] <= plot["oldest"], plot
         rtt = next(plot for plot in plots if plot["series"] == "rtt_ms")
         assert rtt["span"] > 0.5 * rtt["height"], f"the RTT's step from wifi to 3g fills the plot: {rtt}"
         assert float(rtt["caption"].split(": ")[1].split(" ")[0]) > 250

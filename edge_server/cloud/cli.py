@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", type=str, default=str(Settings().models_dir),
                         help="folder with manifest.json and the block files (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="threads running models (default: %(default)s)")
-    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
+                        help="server log level (default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:

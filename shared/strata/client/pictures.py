@@ -140,7 +140,8 @@ def describe(manifest: dict) -> dict:
         pictures = takes_pictures(manifest)
         about.update(input=_rule_text(model_input) if pictures else None,
                      size=list(picture_geometry(model_input)[:2]) if pictures else list(model_input["shape"]),
-                     truth="the full model's answer", agreement="agreement with the full model",
+                     truth="the full model's answer" if classes else "label (none: not classes)",
+                     agreement="agreement with the full model",
                      samples="The model's sample inputs" + (", each with the full model's own answer (not a ground "
                                                             "truth)." if classes else "."))
     if classes:
