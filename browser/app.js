@@ -3,9 +3,9 @@
 // in plan.js, charts in charts.js, a person's own pictures (upload, camera) in input.js.
 // Every text about the model comes from its manifest (the worker's `about`).
 
-import { latencyHistogram, loadCharts, TIER_COLOURS, timeSeries, timingBar, WINDOW_S } from "./charts.js";
+import { latencyHistogram, loadCharts, TIER_COLOURS, TIER_WORDS, timeSeries, timingBar, WINDOW_S } from "./charts.js";
 import { drawPicture, setUpInput } from "./input.js";
-import { currentPlan, planWords, setUpPlan, showPlan } from "./plan.js";
+import { currentPlan, planCells, planWords, setUpPlan, showPlan } from "./plan.js";
 
 const $ = (id) => document.getElementById(id);
 const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
@@ -121,15 +121,19 @@ function showContext(figures) {
     while (points.length && points[0][0] < now - WINDOW_S) points.shift();
     timeSeries(plotFigure(key), { ...spec, colour: TIER_COLOURS.device }, points, now);
   }
-  if (figures.rtt_ms != null) {  // the headline follows the live estimate
-    $("rtt").textContent = `${figures.rtt_ms.toFixed(1)} ms median of the last pings (live)`;
+  if (figures.rtt_ms != null) {  // the headline follows the live estimate, and says when pings go unanswered
+    $("rtt").textContent = edgeUp ? `${figures.rtt_ms.toFixed(1)} ms median of the last pings (live)`
+      : `no pings answered now (the last estimate was ${figures.rtt_ms.toFixed(1)} ms)`;
     $("rtt").dataset.ms = figures.rtt_ms;
   }
 }
 
+let edgeUp = false;
+
 function showEdge({ state, detail }) {
   $("edge-state").dataset.state = state;
   $("edge-state").textContent = detail ? `${state} (${detail})` : state;
+  if (state !== "error") edgeUp = state === "connected";  // an error report leaves the connection as it was
   const down = state === "reconnecting" || state === "unreachable";
   const notice = $("edge-notice");
   notice.hidden = !down;
@@ -211,7 +215,6 @@ function bringAnswerIntoView() {
 // -- answers -----------------------------------------------------------------------------
 // Python's None arrives as undefined (Pyodide's toJs): test for absence with `== null`.
 const SOURCES = { upload: "your upload", camera: "a camera frame" };
-const TIER_WORDS = { browser: "this device", edge: "the edge", cloud: "the cloud" };
 
 // What the model answered: a class and its confidence, or a tensor's summary.
 function answerWords(answer) {
@@ -320,11 +323,13 @@ async function runBatch() {
     fallbacks += Boolean(answer.fallback);
     const row = body.insertRow();
     Object.assign(row.dataset, { index, label: answer.label, tier: answer.tier, fallback: answer.fallback || "" });
+    const from = TIER_WORDS[answer.tier].replace(/^the /, "");
     for (const text of [index, className(answer.truth) ?? "–", className(answer.label) ?? "tensor",
-      answer.fallback ? `${answer.tier} (fallback)` : answer.tier, answer.timing.total_ms.toFixed(1),
-      same(answer.plan, previous) ? "" : planWords(answer.plan, model.blocks)]) {
+      answer.fallback ? `${from} (fallback)` : from, answer.timing.total_ms.toFixed(1),
+      same(answer.plan, previous) ? "" : planCells(answer.plan, model.blocks)]) {
       row.insertCell().textContent = text;
     }
+    row.cells[5].title = planWords(answer.plan, model.blocks);
     previous = answer.plan;
     lastRun.push(answer);
     showHistogram();

@@ -4,6 +4,7 @@
 
 export const TIER_COLOURS = { device: "#2f6fde", uplink: "#8fb3f0", edge: "#13795b", cloud: "#a05fd3", downlink: "#f0b35f" };
 export const ANSWER_COLOURS = { browser: TIER_COLOURS.device, edge: TIER_COLOURS.edge, cloud: TIER_COLOURS.cloud };
+export const TIER_WORDS = { browser: "this device", edge: "the edge", cloud: "the cloud" };  // an answer's tier, said
 export const WINDOW_S = 60;  // the time series show this last stretch of time
 const SVG = "http://www.w3.org/2000/svg";
 const FONT = "11px system-ui, sans-serif";
@@ -153,7 +154,7 @@ export function latencyHistogram(answers, width = 480) {
       const x0 = x(edge(i)), x1 = x(edge(i + 1));
       const rect = svg("rect", { class: "bar", x: x0 + 0.5, width: Math.max(1, x1 - x0 - 1), y: y(stacked + count[tier]),
         height: y(stacked) - y(stacked + count[tier]), fill: ANSWER_COLOURS[tier], "data-tier": tier, "data-count": count[tier] });
-      rect.append(svg("title", {}, `${ms(edge(i))} to ${ms(edge(i + 1))}: ${count[tier]} from the ${tier}`));
+      rect.append(svg("title", {}, `${ms(edge(i))} to ${ms(edge(i + 1))}: ${count[tier]} from ${TIER_WORDS[tier]}`));
       plot.append(rect);
       stacked += count[tier];
     }
@@ -183,11 +184,11 @@ export function latencyHistogram(answers, width = 480) {
 
   const byTier = Object.fromEntries(Object.keys(ANSWER_COLOURS).map((tier) => [tier, answers.filter((a) => a.tier === tier).length]));
   const caption = document.createElement("figcaption");
-  for (const [tier, n] of Object.entries(byTier)) caption.append(key(ANSWER_COLOURS[tier], `${tier} ${n}`));
+  for (const [tier, n] of Object.entries(byTier)) caption.append(key(ANSWER_COLOURS[tier], `${TIER_WORDS[tier]} ${n}`));
   caption.append(`end-to-end latency of ${times.length} answers${log ? ", log scale" : ""}: p50 ${ms(p50)}, p95 ${ms(p95)}`);
   figure.setAttribute("role", "img");
   figure.setAttribute("aria-label", `Latency histogram of ${times.length} answers: p50 ${ms(p50)}, p95 ${ms(p95)}; `
-    + Object.entries(byTier).map(([tier, n]) => `${n} from the ${tier}`).join(", "));
+    + Object.entries(byTier).map(([tier, n]) => `${n} from ${TIER_WORDS[tier]}`).join(", "));
   Object.assign(figure.dataset, { count: times.length, p50, p95, scale: log ? "log" : "linear" });
   figure.append(plot, caption);
   return figure;

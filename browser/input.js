@@ -95,7 +95,6 @@ export function setUpInput({ classify, onError, conversion }) {
       $("input-message").textContent = `${file.name} is not an image this browser can read.`;
       return;
     }
-    current = null;
     take(pictureOf(bitmap, [0, 0, bitmap.width, bitmap.height]), "upload");
     bitmap.close();
     run().catch(onError);

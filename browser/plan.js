@@ -7,7 +7,7 @@ import { key, TIER_COLOURS } from "./charts.js";
 
 const $ = (id) => document.getElementById(id);
 const TIERS = { device: "this device", edge: "the edge", cloud: "the cloud" };
-export const tierOf = (plan, k) => (k < plan.a ? "device" : k < plan.b ? "edge" : "cloud");
+const tierOf = (plan, k) => (k < plan.a ? "device" : k < plan.b ? "edge" : "cloud");
 
 let model = null;  // { blocks, block_names }
 let shown = null;  // the last plan update shown
@@ -21,11 +21,19 @@ export function planWords(plan, blocks) {
   return `${parts[0][1] - parts[0][0] === 1 ? "block" : "blocks"} ${text.join(", ")}${relay}`;
 }
 
-// The plan's other settings in words: the model variant, the branch and the codec.
+// The cut in short, for a table: the blocks on this device · the edge · the cloud, "–" for none.
+export function planCells(plan, blocks) {
+  const range = (from, to) => (to <= from ? "–" : to - from === 1 ? `${from + 1}` : `${from + 1}–${to}`);
+  return `${range(0, plan.a)} · ${range(plan.a, plan.b)} · ${range(plan.b, blocks)}`;
+}
+
+// The plan's other settings in words: the model variant, the branch (a model made by
+// `strata split` has none) and the codec.
 function settingsWords(plan) {
   const variant = plan.variant ? `pruned variant ${plan.variant}` : "the unpruned model";
+  const branch = model.bundle_bytes ? `, binary branch ${plan.branch ? "on" : "off"}` : "";
   const sent = plan.a < model.blocks ? `, tensors sent as ${plan.codec}` : "";
-  return `${variant}, binary branch ${plan.branch ? "on" : "off"}${sent}`;
+  return `${variant}${branch}${sent}`;
 }
 
 function showMessage(text) {
@@ -62,6 +70,7 @@ export function setUpPlan({ loaded, initial, callWorker, onError }) {
   options($("plan-a"), 0, model.blocks);
   options($("plan-b"), 0, model.blocks);
   fillForm(initial);
+  $("plan-branch").closest("label").hidden = !model.bundle_bytes;
 
   const applyPlan = () => {
     if (Number($("plan-a").value) === 0) $("plan-branch").checked = false;
@@ -112,8 +121,8 @@ export function showPlan(update) {
   strip.setAttribute("aria-label", `The plan: ${words}`);
   Object.assign(strip.dataset, { a: plan.a, b: plan.b, codec: plan.codec, branch: plan.branch, auto: update.auto,
     variant: plan.variant });
-  const predicted = update.predicted_ms == null ? "No prediction for this plan yet" : `Predicted ${update.predicted_ms.toFixed(1)} ms per image, ${update.energy_mj.toFixed(1)} mJ `
-    + "on this device";
+  const predicted = update.predicted_ms == null ? "No prediction for this plan yet"
+    : `Predicted ${update.predicted_ms.toFixed(1)} ms per image, ${update.energy_mj.toFixed(1)} mJ on this device`;
   $("plan-summary").textContent = `${update.auto ? "The planner's plan" : "Fixed by hand"}: ${words}; `
     + `${settingsWords(plan)}. ${predicted}${update.reason ? `. ${update.reason}` : ""}.`;
   const budget = $("goal").value === "accuracy" ? typedBudget() : null;
