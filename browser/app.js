@@ -1,15 +1,16 @@
 // The page: starts the worker and shows what it reports. All compute happens in the
 // worker, so this thread only renders and never blocks. The plan's strip and forms are
-// in plan.js, charts in charts.js, a person's own pictures (upload, camera) in input.js.
+// in plan.js, charts in charts.js, a person's own pictures (upload, camera) in input.js,
+// start-up in startup.js, the demo's link selector in demo.js.
 // Every text about the model comes from its manifest (the worker's `about`).
 
 import { latencyHistogram, loadCharts, TIER_COLOURS, TIER_WORDS, timeSeries, timingBar, WINDOW_S } from "./charts.js";
 import { drawPicture, setUpInput } from "./input.js";
+import { setUpDemo } from "./demo.js";
 import { currentPlan, planCells, planWords, setUpPlan, showPlan } from "./plan.js";
+import { cacheState, definitionList, finishSteps, seconds, showProgress, showStartUp } from "./startup.js";
 
 const $ = (id) => document.getElementById(id);
-const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
-const seconds = (ms) => `${(ms / 1000).toFixed(2)} s`;
 const same = (p, q) => p && q && ["a", "b", "codec", "branch", "variant"].every((k) => p[k] === q[k]);
 
 const worker = new Worker("worker.js", { type: "module" });
@@ -33,60 +34,6 @@ function callWorker(method, ...args) {
 function workerError(text) {
   const last = text.trim().split("\n").pop();
   return Object.assign(new Error(last.replace(/^[\w.]+(Error|Exception): /, "")), { detail: text });
-}
-
-// -- start-up: the steps, cold or warm, time to ready and to the first answer ------------
-const STEPS = ["download", "python", "packages", "model"];
-
-// Only the download knows its fraction; the other steps show as steps, the bar as busy.
-function showProgress({ phase, step, loaded, total, transferredTotal }) {
-  $("load-step").textContent = step;
-  if (phase === "download") $("load-progress").value = total ? (100 * loaded) / total : 0;
-  else $("load-progress").removeAttribute("value");
-  const at = STEPS.indexOf(phase);
-  $("load-steps").querySelectorAll("li").forEach((item, k) => {
-    item.dataset.state = k < at ? "done" : k === at ? "active" : "pending";
-  });
-  $("load-bytes").textContent = `${mb(loaded)} of ${mb(total)} (${mb(transferredTotal)} over the wire, gzip)`;
-}
-
-function definitionList(element, rows) {
-  element.replaceChildren(...Object.entries(rows).flatMap(([k, v]) => {
-    const dt = document.createElement("dt"); dt.textContent = k;
-    const dd = document.createElement("dd"); dd.textContent = v;
-    return [dt, dd];
-  }));
-}
-
-const START_KEY = "strata.startup";
-
-// Cold if the runtime's files crossed the network, warm if the HTTP cache served them:
-// the worker's Resource Timing says how many bytes each download transferred.
-function cacheState({ transfer_bytes: sent, encoded_bytes: encoded }) {
-  if (!encoded) return "unknown";
-  return sent > 0.5 * encoded ? "cold" : sent < 0.1 * encoded ? "warm" : "partly cached";
-}
-
-function remembered() {
-  try { return JSON.parse(localStorage.getItem(START_KEY)) || {}; } catch { return {}; }
-}
-
-function showStartUp(load) {
-  const { kind, readyMs, firstAnswerMs, transfer } = load;
-  const line = $("start-times");
-  Object.assign(line.dataset, { kind, readyMs: readyMs.toFixed(0), firstAnswerMs: firstAnswerMs.toFixed(0) });
-  line.textContent = `This load was ${kind}: ${mb(transfer.transfer_bytes)} of ${mb(transfer.encoded_bytes)} `
-    + `came over the network. Ready in ${seconds(readyMs)}, first answer at ${seconds(firstAnswerMs)}.`;
-  const known = remembered();
-  if (kind === "cold" || kind === "warm") {
-    known[kind] = { ready_ms: readyMs, first_answer_ms: firstAnswerMs, at: new Date().toISOString() };
-    try { localStorage.setItem(START_KEY, JSON.stringify(known)); } catch { /* storage disabled: show this load only */ }
-  }
-  const figure = (key) => ["cold", "warm"].map((k) => `${k} ${known[k] ? seconds(known[k][key]) : "not seen yet"}`).join(" · ");
-  const history = $("start-history");
-  history.dataset.both = String(Boolean(known.cold && known.warm));
-  history.textContent = `Time to ready on this browser: ${figure("ready_ms")}; to the first answer: ${figure("first_answer_ms")}.`
-    + (known.cold && known.warm ? "" : " Reload the page to see the other one.");
 }
 
 // -- the context: the edge's state and the probes' estimates over the last minute --------
@@ -364,12 +311,7 @@ function showModel(about) {
 function showReady({ info, model: loaded, timings }) {
   const readyMs = performance.now();  // since navigation start, like the start-up benchmark
   model = loaded;
-  $("load-step").textContent = "Runtime loaded";
-  $("load-progress").value = 100;
-  $("load-steps").querySelectorAll("li").forEach((item) => {
-    item.dataset.state = "done";
-    item.querySelector(".step-time").textContent = seconds(timings.steps[item.dataset.step] || 0);
-  });
+  finishSteps(timings.steps);
   const status = $("status");
   status.dataset.state = "ready";
   status.textContent = `Ready in ${seconds(readyMs)}`;
@@ -405,71 +347,6 @@ function showReady({ info, model: loaded, timings }) {
   charts.catch((error) => { $("context-plots").dataset.error = `charts unavailable (${error.message})`; });
   document.body.dataset.readyMs = readyMs.toFixed(1);
   document.body.dataset.ready = "true";
-}
-
-// -- demo mode (strata serve --emulate): switch the emulated link, and show its real profile
-const LINK_POLL_MS = 2000;
-let linkHeld = 0;  // until then (performance.now()), a switch is under way: the poll leaves the selector alone
-
-// Show a profile in the selector, adding it if the emulator was set to one it lacks.
-function selectProfile(name) {
-  const select = $("demo-link");
-  if (![...select.options].some((option) => option.value === name)) select.add(new Option(name));
-  select.value = name;
-}
-
-async function readLink() {
-  return (await fetch("/demo/link", { cache: "no-store", signal: AbortSignal.timeout(LINK_POLL_MS) })).json();
-}
-
-// The selector shows the profile the emulator reports; when the page cannot reach the
-// edge (the link is offline), it says so and waits for the link to come back.
-async function pollLink() {
-  const note = $("demo-note");
-  try {
-    const link = await readLink();
-    if (performance.now() < linkHeld) return;
-    selectProfile(link.name);
-    $("demo-link").dataset.profile = link.name;
-    note.textContent = "";
-  } catch {
-    if (performance.now() < linkHeld) return;
-    $("demo-link").value = "offline";
-    $("demo-link").dataset.profile = "unreachable";
-    note.textContent = "The page cannot reach the edge through the emulated link: it is offline, or the edge is down.";
-  }
-}
-
-async function switchLink() {
-  const note = $("demo-note");
-  const name = $("demo-link").value;
-  linkHeld = performance.now() + 5000;
-  try {
-    const response = await fetch(`/demo/link/${name}`, { method: "PUT", signal: AbortSignal.timeout(5000) });
-    const reply = await response.json();
-    if (!response.ok) throw new Error(reply.error || `HTTP ${response.status}`);
-    if (reply.back_to) {
-      linkHeld = performance.now() + 1000 * reply.in_s;  // the switch comes after the reply has crossed the link
-      note.textContent = `offline in ${reply.in_s} s, back to ${reply.back_to} ${reply.after_s} s later`;
-      return;
-    }
-    linkHeld = 0;
-  } catch (error) {
-    linkHeld = 0;
-    note.textContent = `Could not switch the link to ${name}: ${error.message}.`;
-    return;
-  }
-  pollLink();
-}
-
-async function setUpDemo() {
-  const link = await readLink();
-  if (!link.enabled) return;
-  $("demo").hidden = false;
-  selectProfile(link.name);
-  $("demo-link").dataset.profile = link.name;
-  $("demo-link").addEventListener("change", switchLink);
-  setInterval(pollLink, LINK_POLL_MS);
 }
 
 function showError(message) {
