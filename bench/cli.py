@@ -1,4 +1,5 @@
-"""Benchmarks: each reports medians over several runs and writes docs/bench/<name>.*
+"""Benchmarks: each reports medians over several runs and writes <out>/<name>.*: build/bench/
+by default, docs/bench/ (--out docs/bench) for results meant to be committed.
 
   startup   cold and warm-cache time from page load to the worker's ready state, and
             the bytes the browser downloads (compressed and raw), in headless Chromium
@@ -26,9 +27,9 @@ from pathlib import Path
 
 from edge_server.config import REPO
 
-SUMMARY = ("Run a benchmark (startup, load, replicas, codecs, planner, adaptive, branch, grid, pruning) and write "
-           "its results under docs/bench/.")
-OUTPUT = REPO / "docs" / "bench"
+SUMMARY = ("Run a benchmark (startup, load, replicas, codecs, planner, adaptive, branch, grid, pruning) and write its results "
+           "under build/bench/, or --out docs/bench for results to commit.")
+OUTPUT = REPO / "build" / "bench"  # ignored by git; docs/bench/ holds the committed results
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget-ms", type=float,
                         help="pruning: the latency budget (default: between the unpruned and the most pruned "
                              "variant's p95 on 3g, measured)")
-    parser.add_argument("--out", type=Path, default=OUTPUT, help="where results go (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=OUTPUT,
+                        help="where results go (default: build/bench/; --out docs/bench for results to commit)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="grid: run it this many times and report per-cell medians (default: %(default)s)")
     parser.add_argument("--quick", action="store_true",

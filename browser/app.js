@@ -1,19 +1,24 @@
 // The page: starts the worker and shows what it reports. All compute happens in the
-// worker, so this thread only renders and never blocks. Charts are in charts.js, a
-// person's own images (upload, camera) in input.js.
+// worker, so this thread only renders and never blocks. The plan's strip and forms are
+// in plan.js, charts in charts.js, a person's own pictures (upload, camera) in input.js,
+// start-up in startup.js, the demo's link selector in demo.js.
+// Every text about the model comes from its manifest (the worker's `about`).
 
-import { latencyHistogram, sparkline, timingBar } from "./charts.js";
-import { drawPixels, setUpInput } from "./input.js";
+import { latencyHistogram, loadCharts, TIER_COLOURS, TIER_WORDS, timeSeries, timingBar, WINDOW_S } from "./charts.js";
+import { drawPicture, setUpInput } from "./input.js";
+import { setUpDemo } from "./demo.js";
+import { currentPlan, planCells, planWords, setUpPlan, showPlan } from "./plan.js";
+import { cacheState, definitionList, finishSteps, seconds, showProgress, showStartUp } from "./startup.js";
 
 const $ = (id) => document.getElementById(id);
-const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
-const seconds = (ms) => `${(ms / 1000).toFixed(2)} s`;
+const same = (p, q) => p && q && ["a", "b", "codec", "branch", "variant"].every((k) => p[k] === q[k]);
 
 const worker = new Worker("worker.js", { type: "module" });
 const calls = new Map();
 let nextCall = 0;
 let model = null;
-let samples = null;  // { pixels, labels, size }: every shipped test image, for the gallery and the preview
+let samples = null;  // the gallery: { labels, names, pixels?, rows?, cols? } (pixels RGBA, one picture each)
+const charts = fetch("/assets.json").then((response) => response.json()).then(loadCharts);
 
 // Call a function of browser/worker.py in the worker; resolves with its result.
 function callWorker(method, ...args) {
@@ -24,150 +29,104 @@ function callWorker(method, ...args) {
   });
 }
 
-function showProgress({ step, loaded, total, transferredTotal }) {
-  $("load-step").textContent = step;
-  $("load-progress").value = total ? (100 * loaded) / total : 0;
-  $("load-bytes").textContent = `${mb(loaded)} of ${mb(total)} (${mb(transferredTotal)} over the wire, gzip)`;
+// A Python exception's message without its traceback and class ("strata.plan.PlanError:
+// refused: …" becomes "refused: …"); the whole text stays in `detail`, for the console.
+function workerError(text) {
+  const last = text.trim().split("\n").pop();
+  return Object.assign(new Error(last.replace(/^[\w.]+(Error|Exception): /, "")), { detail: text });
 }
 
-function definitionList(element, rows) {
-  element.replaceChildren(...Object.entries(rows).flatMap(([k, v]) => {
-    const dt = document.createElement("dt"); dt.textContent = k;
-    const dd = document.createElement("dd"); dd.textContent = v;
-    return [dt, dd];
-  }));
-}
-
-// -- start-up: cold or warm, time to ready and to the first answer, remembered -----------
-const START_KEY = "strata.startup";
-
-// Cold if the runtime's files crossed the network, warm if the HTTP cache served them:
-// the worker's Resource Timing says how many bytes each download transferred.
-function cacheState({ transfer_bytes: sent, encoded_bytes: encoded }) {
-  if (!encoded) return "unknown";
-  return sent > 0.5 * encoded ? "cold" : sent < 0.1 * encoded ? "warm" : "partly cached";
-}
-
-function remembered() {
-  try { return JSON.parse(localStorage.getItem(START_KEY)) || {}; } catch { return {}; }
-}
-
-function showStartUp(load) {
-  const { kind, readyMs, firstAnswerMs, transfer } = load;
-  const line = $("start-times");
-  Object.assign(line.dataset, { kind, readyMs: readyMs.toFixed(0), firstAnswerMs: firstAnswerMs.toFixed(0) });
-  line.textContent = `This load was ${kind}: ${mb(transfer.transfer_bytes)} of ${mb(transfer.encoded_bytes)} `
-    + `came over the network. Ready in ${seconds(readyMs)}, first answer at ${seconds(firstAnswerMs)}.`;
-  const known = remembered();
-  if (kind === "cold" || kind === "warm") {
-    known[kind] = { ready_ms: readyMs, first_answer_ms: firstAnswerMs, at: new Date().toISOString() };
-    try { localStorage.setItem(START_KEY, JSON.stringify(known)); } catch { /* storage disabled: show this load only */ }
-  }
-  const figure = (key) => ["cold", "warm"].map((k) => `${k} ${known[k] ? seconds(known[k][key]) : "not seen yet"}`).join(" · ");
-  const history = $("start-history");
-  history.dataset.both = String(Boolean(known.cold && known.warm));
-  history.textContent = `Time to ready on this browser: ${figure("ready_ms")}; to the first answer: ${figure("first_answer_ms")}.`
-    + (known.cold && known.warm ? "" : " Reload the page to see the other one.");
-}
-
-// -- the plan and the context ------------------------------------------------------------
-const TIER_OF = (plan, k) => (k < plan.a ? "device" : k < plan.b ? "edge" : "cloud");
-let lastPlan = null;
-
-function manualPlan() {
-  return {
-    a: Number($("plan-a").value), b: Number($("plan-b").value),
-    codec: $("plan-codec").value, branch: $("plan-branch").checked,
-  };
-}
-
-function setUpPlanForm(plan, blocks) {
-  const options = (select, from, to) => select.replaceChildren(...Array.from({ length: to - from + 1 }, (_, i) => {
-    const option = document.createElement("option");
-    option.value = option.textContent = String(from + i);
-    return option;
-  }));
-  options($("plan-a"), 0, blocks);
-  options($("plan-b"), 0, blocks);
-  $("plan-a").value = plan.a; $("plan-b").value = plan.b;
-  $("plan-codec").value = plan.codec; $("plan-branch").checked = plan.branch;
-  const apply = () => {
-    if (Number($("plan-a").value) === 0) $("plan-branch").checked = false;
-    if (Number($("plan-b").value) < Number($("plan-a").value)) $("plan-b").value = $("plan-a").value;
-    callWorker("set_plan", $("plan-fixed").checked ? manualPlan() : null).catch(showError);
-  };
-  $("plan-form").addEventListener("change", apply);
-  const goal = () => callWorker("set_goal", $("goal").value,
-    $("goal").value === "accuracy" ? Number($("budget").value) : null, $("privacy").checked).catch(showError);
-  $("goal-form").addEventListener("change", goal);
-}
-
-function showPlan(update) {
-  const { plan } = update;
-  const strip = $("plan-strip");
-  strip.replaceChildren(...model.block_names.map((name, k) => {
-    const cell = document.createElement("span");
-    cell.className = `block ${TIER_OF(plan, k)}`;
-    cell.textContent = name;
-    const onDevice = k < plan.a && update.executors;  // which executor runs it here: numpy or onnxruntime-web
-    cell.title = `${name}: ${TIER_OF(plan, k)}${onDevice ? ` (${update.executors[k] === "ort" ? "onnxruntime-web" : "numpy"})` : ""}`;
-    return cell;
-  }));
-  const variant = plan.variant ? `pruned variant ${plan.variant}` : "the unpruned model";
-  const text = `${variant}, ${plan.branch ? "branch on, " : "branch off, "}device [0, ${plan.a}), `
-    + `edge [${plan.a}, ${plan.b}), cloud [${plan.b}, ${model.blocks}), codec ${plan.codec}`;
-  strip.setAttribute("aria-label", text);
-  Object.assign(strip.dataset, { a: plan.a, b: plan.b, codec: plan.codec, branch: plan.branch, auto: update.auto,
-    variant: plan.variant });
-  $("plan-summary").textContent = `${update.auto ? "Planner" : "Fixed by hand"}: ${text}. `
-    + `Predicted ${update.predicted_ms.toFixed(1)} ms per image, ${update.energy_mj.toFixed(1)} mJ on the device`
-    + (update.reason ? `. ${update.reason}` : "");
-  if (update.changed) strip.dataset.changes = String(Number(strip.dataset.changes || 0) + 1);
-  lastPlan = update;
-}
-
+// -- the context: the edge's state and the probes' estimates over the last minute --------
 const SERIES = {
-  rtt_ms: ["RTT", (v) => `${v.toFixed(1)} ms`],
-  up_bps: ["uplink", (v) => `${(v / 1e6).toFixed(1)} Mbit/s`],
-  down_bps: ["downlink", (v) => `${(v / 1e6).toFixed(1)} Mbit/s`],
-  device_slowdown: ["device slowdown", (v) => `${v.toFixed(2)}x`],
-  edge_queue_ms: ["edge queue", (v) => `${v.toFixed(1)} ms`],
+  rtt_ms: { label: "RTT", unit: "ms", scale: 1, format: (v) => `${v.toFixed(1)} ms` },
+  up_bps: { label: "uplink", unit: "Mbit/s", scale: 1e-6, format: (v) => `${v.toFixed(1)} Mbit/s` },
+  down_bps: { label: "downlink", unit: "Mbit/s", scale: 1e-6, format: (v) => `${v.toFixed(1)} Mbit/s` },
+  device_slowdown: { label: "device slowdown", unit: "× its profile", scale: 1, format: (v) => `${v.toFixed(2)}×` },
+  edge_queue_ms: { label: "edge queue", unit: "ms", scale: 1, format: (v) => `${v.toFixed(1)} ms` },
 };
-const history = Object.fromEntries(Object.keys(SERIES).map((key) => [key, []]));
+const history = Object.fromEntries(Object.keys(SERIES).map((key) => [key, []]));  // [time in s, value]
+
+function plotFigure(key) {
+  let figure = $("context-plots").querySelector(`[data-series="${key}"]`);
+  if (!figure) {
+    figure = document.createElement("figure");
+    figure.dataset.series = key;
+    const plot = document.createElement("div");
+    plot.className = "plot";
+    plot.setAttribute("aria-hidden", "true");  // the caption says the latest value
+    figure.append(plot, document.createElement("figcaption"));
+    $("context-plots").append(figure);
+  }
+  return figure;
+}
 
 function showContext(figures) {
-  $("context-plots").replaceChildren(...Object.entries(SERIES).map(([key, [label, format]]) => {
-    const values = history[key];
-    if (figures[key] !== null && figures[key] !== undefined) values.push(figures[key]);
-    if (values.length > 60) values.shift();
-    return sparkline(key, values, `${label}: ${values.length ? format(values[values.length - 1]) : "…"}`);
-  }));
+  const now = performance.now() / 1000;
+  for (const [key, spec] of Object.entries(SERIES)) {
+    const points = history[key];
+    if (figures[key] != null) points.push([now, figures[key] * spec.scale]);
+    while (points.length && points[0][0] < now - WINDOW_S) points.shift();
+    timeSeries(plotFigure(key), { ...spec, colour: TIER_COLOURS.device }, points, now);
+  }
+  if (figures.rtt_ms != null) {  // the headline follows the live estimate, and says when pings go unanswered
+    $("rtt").textContent = edgeUp ? `${figures.rtt_ms.toFixed(1)} ms median of the last pings (live)`
+      : `no pings answered now (the last estimate was ${figures.rtt_ms.toFixed(1)} ms)`;
+    $("rtt").dataset.ms = figures.rtt_ms;
+  }
 }
 
-// -- input: the gallery, and what the model sees ----------------------------------------
-const rawSize = () => model.input_size;  // [rows, cols]: the manifest's input.raw_size
-const sizeText = () => `${rawSize()[1]}×${rawSize()[0]}`;
+let edgeUp = false;
 
-function showPixels(pixels, caption) {
-  drawPixels($("preview"), pixels, rawSize());
-  $("preview").setAttribute("aria-label", `What the model sees: ${caption}, ${sizeText()} pixels`);
+function showEdge({ state, detail }) {
+  $("edge-state").dataset.state = state;
+  $("edge-state").textContent = detail ? `${state} (${detail})` : state;
+  if (state !== "error") edgeUp = state === "connected";  // an error report leaves the connection as it was
+  const down = state === "reconnecting" || state === "unreachable";
+  const notice = $("edge-notice");
+  notice.hidden = !down;
+  notice.textContent = down ? `The edge is down (${state}${detail ? `: ${detail}` : ""}). Answers come from this `
+    + "device alone until it is back, marked as fallbacks." : "";
+}
+
+// -- input: the gallery, and what the model sees -----------------------------------------
+const sizeText = () => `${model.about.size[1]}×${model.about.size[0]}`;
+const className = (label) => (label >= 0 ? model.classes[label] : null);
+
+// Draw one gallery picture (RGBA) on a canvas; false if the model takes no pictures.
+function drawSample(canvas, index) {
+  if (!samples.pixels) return false;
+  const size = samples.rows * samples.cols * 4;
+  drawPicture(canvas, samples.pixels.subarray(index * size, (index + 1) * size), [samples.rows, samples.cols]);
+  return true;
+}
+
+function showSeen(draw, caption) {
+  const preview = $("preview");
+  preview.closest("figure").hidden = !draw(preview);
+  preview.setAttribute("aria-label", `What the model sees: ${caption}, ${sizeText()} pixels`);
   $("preview-caption").textContent = `What the model sees: ${caption}, ${sizeText()}.`;
 }
 
-const samplePixels = (index) => samples.pixels.subarray(index * samples.size ** 2, (index + 1) * samples.size ** 2);
-
 async function showGallery(count) {
-  samples = await callWorker("gallery", model.samples);
-  const buttons = samples.labels.slice(0, count).map((label, index) => {
+  samples = await callWorker("gallery", count);
+  const buttons = samples.labels.map((label, index) => {
     const button = document.createElement("button");
     button.type = "button";
     button.className = "sample";
     button.tabIndex = index === 0 ? 0 : -1;  // one tab stop; arrow keys move within the gallery
-    button.setAttribute("aria-label", `test image ${index}: ${model.classes[label]}`);
+    const name = className(label);
+    button.setAttribute("aria-label", `${samples.names[index]}${name ? `: ${name}` : ""}`);
+    button.title = button.getAttribute("aria-label");
     const canvas = document.createElement("canvas");
-    drawPixels(canvas, samplePixels(index), [samples.size, samples.size]);
-    button.append(canvas);
-    button.addEventListener("click", () => { rove(button); classify(index).catch(showInputError); });
+    if (!drawSample(canvas, index)) canvas.hidden = true;
+    const text = document.createElement("span");
+    text.className = "tile-label";
+    text.textContent = name || samples.names[index];
+    button.append(canvas, text);
+    button.addEventListener("click", () => {
+      rove(button);
+      classify(index).then(bringAnswerIntoView, showInputError);
+    });
     const item = document.createElement("li");
     item.append(button);
     return item;
@@ -194,43 +153,99 @@ function galleryKeys(event) {
   target.focus();
 }
 
+// A tapped sample on a phone: its answer may be far below; scroll it into view.
+function bringAnswerIntoView() {
+  const box = $("result").closest(".outcome").getBoundingClientRect();
+  if (box.top < 0 || box.bottom > innerHeight) $("result").closest(".outcome").scrollIntoView({ block: "nearest" });
+}
+
 // -- answers -----------------------------------------------------------------------------
+// Python's None arrives as undefined (Pyodide's toJs): test for absence with `== null`.
 const SOURCES = { upload: "your upload", camera: "a camera frame" };
+
+// What the model answered: a class and its confidence, or a tensor's summary.
+function answerWords(answer) {
+  if (answer.summary) {
+    const { shape, min, max, top } = answer.summary;
+    const largest = top.slice(0, 3).map((t) => `${t.value.toPrecision(3)} at [${t.at.join(", ")}]`).join(", ");
+    return `A ${shape.join("×")} tensor from ${min.toPrecision(3)} to ${max.toPrecision(3)}; largest ${largest}`;
+  }
+  return `${className(answer.label)} (${(100 * answer.confidence).toFixed(1)} %)`;
+}
+
+function uncertainty(answer) {
+  if (answer.uncertain === "branch-disagrees") {
+    return `Uncertain: the binary branch saw ${className(answer.branch_label)}, the main path ${className(answer.label)}. `
+      + "The picture may be unlike anything the model was trained on.";
+  }
+  if (answer.uncertain === "low-confidence") {
+    return "Uncertain: the model gives this answer less than even odds. The picture may be unlike anything "
+      + "the model was trained on.";
+  }
+  return null;
+}
 
 function showAnswer(answer, source) {
   const box = $("result");
   // Two answers a second from the camera would drown a screen reader: announce only the others.
   box.setAttribute("aria-live", source === "camera" && $("camera-continuous").checked ? "off" : "polite");
   Object.assign(box.dataset, { label: answer.label, tier: answer.tier, fallback: answer.fallback || "", source,
-    index: answer.index ?? "", count: String(Number(box.dataset.count || 0) + 1) });
+    index: answer.index ?? "", count: String(Number(box.dataset.count || 0) + 1), plan: JSON.stringify(answer.plan),
+    uncertain: answer.uncertain || "" });
   const heading = document.createElement("p");
   heading.className = "answer";
-  heading.textContent = `${model.classes[answer.label]} (${(100 * answer.confidence).toFixed(1)} %), `
-    + `answered by the ${answer.tier}` + (answer.fallback ? ` as a fallback: ${answer.fallback}` : "");
+  heading.textContent = `${answerWords(answer)}, answered by ${TIER_WORDS[answer.tier] || answer.tier}`
+    + (answer.fallback ? ` as a fallback: ${answer.fallback}` : "");
+  const parts = [heading];
+  const doubt = uncertainty(answer);
+  if (doubt) {
+    const warning = document.createElement("p");
+    warning.className = "uncertain";
+    warning.textContent = doubt;
+    parts.push(warning);
+  }
+  const truth = answer.truth >= 0 ? `, ${model.about.truth}: ${className(answer.truth)}` : "";
   const detail = document.createElement("p");
   detail.className = "muted";
-  detail.textContent = (source === "gallery" ? `Test image ${answer.index}, true class: ${model.classes[answer.truth]}. `
-    : `From ${SOURCES[source]}. `) + `Measured ${answer.timing.total_ms.toFixed(1)} ms`
-    + (lastPlan ? `, predicted ${lastPlan.predicted_ms.toFixed(1)} ms (on average over exits).` : ".");
-  box.replaceChildren(heading, detail, ...timingBar(answer.timing));
+  detail.textContent = (source === "gallery" ? `${samples.names[answer.index]}${truth}. ` : `From ${SOURCES[source]}. `)
+    + `Measured ${answer.timing.total_ms.toFixed(1)} ms`
+    + (answer.predicted_ms != null ? `, predicted ${answer.predicted_ms.toFixed(1)} ms.` : ".");
+  const plan = document.createElement("p");
+  plan.className = "muted answer-plan";
+  box.replaceChildren(...parts, detail, plan, ...timingBar(answer.timing));
+  showAnswerPlan();
   return answer;
 }
 
+// The plan that produced the answer shown, and whether the plan in force has changed since.
+function showAnswerPlan() {
+  const line = $("result").querySelector(".answer-plan");
+  if (!line) return;
+  const answered = JSON.parse($("result").dataset.plan);
+  const changed = !same(answered, currentPlan());
+  line.dataset.changed = String(changed);
+  line.textContent = `The plan that answered: ${planWords(answered, model.blocks)}`
+    + (changed ? `. The plan in force has changed since: ${planWords(currentPlan(), model.blocks)}.` : ".");
+}
+
 async function classify(index) {
-  showPixels(samplePixels(index), `test image ${index}`);
+  showSeen((canvas) => drawSample(canvas, index), samples.names[index]);
   return showAnswer(await callWorker("classify_sample", index), "gallery");
 }
 
-async function classifyPixels(pixels, source) {
-  const [rows, cols] = rawSize();
-  return showAnswer(await callWorker("classify_pixels", Array.from(pixels), cols, rows), source);
+async function classifyPicture(picture, source, { invert = null, contrast = true } = {}) {
+  const answer = await callWorker("classify_picture", picture.pixels, picture.width, picture.height, invert, contrast);
+  const { seen } = answer;
+  showSeen((canvas) => seen && (drawPicture(canvas, seen.pixels, [seen.rows, seen.cols]), true),
+    source === "camera" ? "the camera's centre square" : "your upload");
+  return showAnswer(answer, source);
 }
 
 function showInputError(error) {
   $("input-message").textContent = `Could not classify: ${error.message || error}`;
 }
 
-// -- a run over N test images ------------------------------------------------------------
+// -- a run over N samples ----------------------------------------------------------------
 let lastRun = [];
 
 function showHistogram() {
@@ -238,28 +253,39 @@ function showHistogram() {
   box.replaceChildren(latencyHistogram(lastRun, Math.max(260, box.clientWidth || 480)));
 }
 
+const percent = (n, of) => `${((100 * n) / of).toFixed(1)} %`;
+
 async function runBatch() {
   const count = Math.min(Number($("run-count").value) || 1, model.samples);
   $("run").disabled = true;
   lastRun = [];
-  let right = 0, exits = 0, fallbacks = 0;
+  let right = 0, exits = 0, onDevice = 0, fallbacks = 0, previous = null;
   const body = $("run-table").tBodies[0];
   body.replaceChildren();
   for (let index = 0; index < count; index++) {
     const answer = await classify(index);
     right += answer.label === answer.truth;
-    exits += answer.tier === "browser" && !answer.fallback;
+    exits += answer.exited;  // the branch was confident: blocks after conv1 never ran
+    onDevice += answer.tier === "browser" && !answer.fallback;  // computed here, by the plan
     fallbacks += Boolean(answer.fallback);
     const row = body.insertRow();
     Object.assign(row.dataset, { index, label: answer.label, tier: answer.tier, fallback: answer.fallback || "" });
-    for (const text of [index, model.classes[answer.truth], model.classes[answer.label],
-      answer.fallback ? `${answer.tier} (fallback)` : answer.tier, answer.timing.total_ms.toFixed(1)]) {
+    const from = TIER_WORDS[answer.tier].replace(/^the /, "");
+    for (const text of [index, className(answer.truth) ?? "–", className(answer.label) ?? "tensor",
+      answer.fallback ? `${from} (fallback)` : from, answer.timing.total_ms.toFixed(1),
+      same(answer.plan, previous) ? "" : planCells(answer.plan, model.blocks)]) {
       row.insertCell().textContent = text;
     }
+    row.cells[5].title = planWords(answer.plan, model.blocks);
+    previous = answer.plan;
     lastRun.push(answer);
     showHistogram();
-    $("run-summary").textContent = `${index + 1}/${count}: accuracy ${(100 * right / (index + 1)).toFixed(1)} %, `
-      + `exit rate ${(100 * exits / (index + 1)).toFixed(1)} %, fallbacks ${fallbacks}`;
+    const done = index + 1;
+    const summary = $("run-summary");
+    Object.assign(summary.dataset, { exits, onDevice, fallbacks });
+    summary.textContent = `${done}/${count}: `
+      + (answer.truth >= 0 ? `${model.about.agreement} ${percent(right, done)}, ` : "")
+      + `branch exits ${percent(exits, done)}, computed on this device ${percent(onDevice, done)}, fallbacks ${fallbacks}`;
   }
   $("run-summary").dataset.done = String(count);
   $("run").disabled = false;
@@ -273,11 +299,19 @@ window.addEventListener("resize", () => {
 });
 
 // -- ready -------------------------------------------------------------------------------
+function showModel(about) {
+  $("samples-text").textContent = about.samples;
+  $("input-text").textContent = about.input == null
+    ? `This model takes ${about.size.join("×")} tensors, not pictures: classify its samples.`
+    : `Turned into the model's input in the worker, by the model's own rule: ${about.input}. It answers ${about.answers}.`;
+  $("truth-heading").textContent = about.truth;
+  $("conversion").hidden = !about.conversion;
+}
+
 function showReady({ info, model: loaded, timings }) {
   const readyMs = performance.now();  // since navigation start, like the start-up benchmark
   model = loaded;
-  $("load-step").textContent = "Runtime loaded";
-  $("load-progress").value = 100;
+  finishSteps(timings.steps);
   const status = $("status");
   status.dataset.state = "ready";
   status.textContent = `Ready in ${seconds(readyMs)}`;
@@ -286,18 +320,20 @@ function showReady({ info, model: loaded, timings }) {
     "numpy": info.numpy,
     "strata": info.strata,
     "Cross-origin isolated": String(info.isolated),
-    "Model": `${model.blocks} blocks; browser bundle ${(model.bundle_bytes / 1024).toFixed(0)} KiB`,
+    "Model": `${model.about.name}: ${model.blocks} blocks`
+      + (model.bundle_bytes ? `; browser bundle ${(model.bundle_bytes / 1024).toFixed(0)} KiB` : ""),
     "Load steps": Object.entries(timings.steps).map(([k, v]) => `${k} ${seconds(v)}`).join(", "),
   });
-  setUpPlanForm(model.plan, model.blocks);
+  showModel(model.about);
+  setUpPlan({ loaded: model, initial: model.plan, callWorker, onError: showError });
   const transfer = callWorker("load_transfer");
   (async () => {
-    model.input_size = await callWorker("input_size");
-    if (model.input_size) {  // null for a model made by `strata split`: its samples are tensors, not pictures
-      document.querySelectorAll(".raw-size").forEach((el) => { el.textContent = sizeText(); });
-      await showGallery(Math.min(40, model.samples));
-      $("gallery").addEventListener("keydown", galleryKeys);
-      setUpInput({ size: rawSize(), classify: classifyPixels, showPixels, onError: showInputError });
+    await showGallery(Math.min(40, model.samples));
+    $("gallery").addEventListener("keydown", galleryKeys);
+    if (model.about.input != null) {
+      setUpInput({ classify: classifyPicture, onError: showInputError, conversion: model.about.conversion });
+    } else {
+      $("upload").title = $("camera").title = $("input-text").textContent;
     }
     $("run").disabled = false;
     $("run").addEventListener("click", () => runBatch().catch(showInputError));
@@ -308,26 +344,9 @@ function showReady({ info, model: loaded, timings }) {
     showStartUp({ kind: cacheState(bytes), readyMs, firstAnswerMs, transfer: bytes });
   })().catch(showError);
   setUpDemo().catch(() => {});
+  charts.catch((error) => { $("context-plots").dataset.error = `charts unavailable (${error.message})`; });
   document.body.dataset.readyMs = readyMs.toFixed(1);
   document.body.dataset.ready = "true";
-  callWorker("measure_rtt", 20).then((rtt) => {
-    $("rtt").textContent = `${rtt.median_ms.toFixed(2)} ms median of ${rtt.samples} pings`;
-    $("rtt").dataset.ms = rtt.median_ms;
-  }, (error) => { $("rtt").textContent = `unavailable (${error.message})`; });
-}
-
-// Demo mode (strata serve --emulate): let a person switch the emulated link.
-async function setUpDemo() {
-  const link = await (await fetch("/demo/link")).json();
-  if (!link.enabled) return;
-  $("demo").hidden = false;
-  $("demo-link").value = link.name;
-  $("demo-link").addEventListener("change", async () => {
-    const reply = await (await fetch(`/demo/link/${$("demo-link").value}`, { method: "PUT" })).json();
-    $("demo-note").textContent = reply.back_to ? `back to ${reply.back_to} in ${reply.after_s} s` : "";
-    if (reply.back_to) setTimeout(() => { $("demo-link").value = reply.back_to; $("demo-note").textContent = ""; },
-      reply.after_s * 1000);
-  });
 }
 
 function showError(message) {
@@ -339,20 +358,18 @@ function showError(message) {
 worker.onmessage = ({ data }) => {
   if (data.type === "progress") showProgress(data);
   else if (data.type === "ready") showReady(data);
-  else if (data.type === "plan") { showPlan(data); showContext(data.context); }
-  else if (data.type === "edge") {
-    $("edge-state").dataset.state = data.state;
-    $("edge-state").textContent = data.detail ? `${data.state} (${data.detail})` : data.state;
-  } else if (data.type === "executor") {
+  else if (data.type === "plan") { showPlan(data); showAnswerPlan(); showContext(data.context); }
+  else if (data.type === "edge") showEdge(data);
+  else if (data.type === "executor") {
     $("executor-state").dataset.state = data.state;
     $("executor-state").textContent = `onnxruntime-web ${data.state}${data.detail ? ` (${data.detail})` : ""}`;
   } else if (data.type === "reply") {
     const pending = calls.get(data.id);
     calls.delete(data.id);
-    if ("error" in data) pending.reject(new Error(data.error));
+    if ("error" in data) pending.reject(workerError(data.error));
     else pending.resolve(data.result);
   } else if (data.type === "error") showError(data.message);
 };
 worker.onerror = (event) => showError(event.message || "the worker failed to start");
 worker.postMessage({ type: "start", wsUrl: `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws` });
-window.strata = { classify, classifyPixels, runBatch, callWorker, plan: () => lastPlan };  // for tests and the console
+window.strata = { classify, classifyPicture, runBatch, callWorker, plan: currentPlan };  // for tests and the console

@@ -1,8 +1,15 @@
-// The page's charts, in plain SVG and HTML: nothing to fetch, nothing to bundle.
+// The page's charts: the context's time series in uPlot (a small chart library the edge
+// serves from build/web, provisioned from the npm registry and sha256-checked like the
+// runtime), and the rest in plain SVG and HTML.
 
 export const TIER_COLOURS = { device: "#2f6fde", uplink: "#8fb3f0", edge: "#13795b", cloud: "#a05fd3", downlink: "#f0b35f" };
 export const ANSWER_COLOURS = { browser: TIER_COLOURS.device, edge: TIER_COLOURS.edge, cloud: TIER_COLOURS.cloud };
+export const TIER_WORDS = { browser: "this device", edge: "the edge", cloud: "the cloud" };  // an answer's tier, said
+export const WINDOW_S = 60;  // the time series show this last stretch of time
 const SVG = "http://www.w3.org/2000/svg";
+const FONT = "11px system-ui, sans-serif";
+const MUTED = "#5b6375";
+let uPlot = null;  // the chart library, once loadCharts() imported it
 
 function svg(tag, attributes = {}, text = undefined) {
   const element = document.createElementNS(SVG, tag);
@@ -13,18 +20,53 @@ function svg(tag, attributes = {}, text = undefined) {
 
 const ms = (value) => `${value < 10 ? value.toFixed(1) : value.toFixed(0)} ms`;
 
-// A small time series: the last 60 values as a line, the latest in the caption.
-export function sparkline(key, values, caption) {
-  const figure = document.createElement("figure");
-  figure.dataset.series = key;
-  const max = Math.max(...values, 1e-9), min = Math.min(...values, 0);
-  const points = values.map((v, i) => `${(i / 59) * 120},${30 - ((v - min) / (max - min || 1)) * 28}`).join(" ");
-  const plot = svg("svg", { viewBox: "0 0 120 32", width: 120, height: 32, "aria-hidden": "true" });
-  plot.append(svg("polyline", { fill: "none", stroke: TIER_COLOURS.device, "stroke-width": 1.5, points }));
-  const text = document.createElement("figcaption");
-  text.textContent = caption;
-  figure.append(plot, text);
-  return figure;
+// A colour key: a swatch and its text, for legends.
+export function key(colour, text, data = {}) {
+  const element = document.createElement("span");
+  element.className = "key";
+  element.style.setProperty("--colour", colour);
+  element.textContent = text;
+  Object.assign(element.dataset, data);
+  return element;
+}
+
+// Import uPlot and its stylesheet, from the paths assets.json names.
+export async function loadCharts(assets) {
+  const style = document.createElement("link");
+  style.rel = "stylesheet";
+  style.href = assets.uplot.css;
+  document.head.append(style);
+  uPlot = (await import(assets.uplot.module)).default;
+}
+
+// One figure of the context: a series over up to the last WINDOW_S seconds (the window
+// grows in 10 s steps until the series is that old), time on the x axis (seconds before
+// now), the value on the y axis in its unit, the latest value in the caption. `points`
+// are [time in s, value]; the chart is made once and then updated.
+export function timeSeries(figure, { label, unit, colour, format }, points, now) {
+  const latest = points.length ? points[points.length - 1][1] : null;
+  figure.querySelector("figcaption").textContent = `${label}: ${latest === null ? "…" : format(latest)}`;
+  const age = points.length ? now - points[0][0] : 0;
+  figure.windowS = Math.min(WINDOW_S, Math.max(10, 10 * Math.ceil(age / 10)));
+  if (!uPlot) return;
+  const data = [points.map(([t]) => t - now), points.map(([, v]) => v)];
+  const width = Math.max(200, Math.min(300, figure.parentElement.clientWidth));
+  if (figure.chart && figure.chart.width === width) {
+    figure.chart.setData(data);
+    return;
+  }
+  if (figure.chart) figure.chart.destroy();
+  const axis = { font: FONT, labelFont: FONT, stroke: MUTED, labelSize: 16, grid: { stroke: "#eceef3" }, ticks: { stroke: "#ccd1db" } };
+  figure.chart = new uPlot({
+    width, height: 140, legend: { show: false }, cursor: { show: false },
+    scales: { x: { time: false, range: () => [-figure.windowS, 0] } },
+    axes: [
+      { ...axis, label: "seconds ago", size: 26, incrs: [1, 2, 5, 10, 15, 30],
+        values: (u, splits) => splits.map((v) => String(-v)) },
+      { ...axis, label: unit, size: 44 },
+    ],
+    series: [{}, { label, stroke: colour, width: 1.5 }],
+  }, data, figure.querySelector(".plot"));
 }
 
 // One answer's latency split by tier, as a stacked bar and a legend.
@@ -77,6 +119,8 @@ function ticks(lo, hi, log) {
 // Histogram of end-to-end latency over a run's answers, each bin stacked by the tier that
 // answered, with p50 and p95 marked. The axis is logarithmic when latencies span more
 // than a decade (a branch exit takes milliseconds, a trip to the cloud tens of them).
+const TICK_CHAR_PX = 6.5;  // width of one digit of a 10 px tick label, a little generous
+
 export function latencyHistogram(answers, width = 480) {
   const figure = document.createElement("figure");
   figure.className = "histogram";
@@ -87,7 +131,7 @@ export function latencyHistogram(answers, width = 480) {
   const log = sorted[0] > 0 && sorted[sorted.length - 1] / sorted[0] > 10;
   const lo = log ? sorted[0] / 1.1 : Math.max(0, sorted[0] - 0.5);
   const hi = log ? sorted[sorted.length - 1] * 1.1 : sorted[sorted.length - 1] + 0.5;
-  const height = 150, left = 28, right = 8, top = 28, bottom = 22;
+  const height = 162, left = 28, right = 8, top = 28, bottom = 34;
   const plotWidth = width - left - right, plotHeight = height - top - bottom;
   const x = log
     ? (v) => left + (Math.log(v / lo) / Math.log(hi / lo)) * plotWidth
@@ -111,21 +155,27 @@ export function latencyHistogram(answers, width = 480) {
       const x0 = x(edge(i)), x1 = x(edge(i + 1));
       const rect = svg("rect", { class: "bar", x: x0 + 0.5, width: Math.max(1, x1 - x0 - 1), y: y(stacked + count[tier]),
         height: y(stacked) - y(stacked + count[tier]), fill: ANSWER_COLOURS[tier], "data-tier": tier, "data-count": count[tier] });
-      rect.append(svg("title", {}, `${ms(edge(i))} to ${ms(edge(i + 1))}: ${count[tier]} from the ${tier}`));
+      rect.append(svg("title", {}, `${ms(edge(i))} to ${ms(edge(i + 1))}: ${count[tier]} from ${TIER_WORDS[tier]}`));
       plot.append(rect);
       stacked += count[tier];
     }
   });
-  plot.append(svg("line", { x1: left, x2: width - right, y1: top + plotHeight, y2: top + plotHeight, stroke: "#5b6375" }));
+  plot.append(svg("line", { x1: left, x2: width - right, y1: top + plotHeight, y2: top + plotHeight, stroke: MUTED }));
+  // Tick labels that would touch their neighbour (on a phone, say) are left out.
+  let free = 0;
   for (const value of ticks(lo, hi, log)) {
-    plot.append(svg("line", { x1: x(value), x2: x(value), y1: top + plotHeight, y2: top + plotHeight + 4, stroke: "#5b6375" }));
-    plot.append(svg("text", { x: x(value), y: height - 6, "text-anchor": "middle", class: "tick" }, String(value)));
+    const at = x(value), half = (String(value).length * TICK_CHAR_PX) / 2;
+    if (at - half < free || at + half > width) continue;
+    free = at + half + 6;
+    plot.append(svg("line", { x1: at, x2: at, y1: top + plotHeight, y2: top + plotHeight + 4, stroke: MUTED }));
+    plot.append(svg("text", { x: at, y: top + plotHeight + 15, "text-anchor": "middle", class: "tick" }, String(value)));
   }
-  plot.append(svg("text", { x: width - right, y: height - 6, "text-anchor": "end", class: "tick" }, "ms"));
+  plot.append(svg("text", { x: left + plotWidth / 2, y: height - 3, "text-anchor": "middle", class: "tick" },
+    `end-to-end latency (ms${log ? ", log scale" : ""})`));
   plot.append(svg("text", { x: left - 4, y: top + 4, "text-anchor": "end", class: "tick" }, String(most)));
   plot.append(svg("text", { x: left - 4, y: top + plotHeight, "text-anchor": "end", class: "tick" }, "0"));
   // The quantile labels sit on two rows, so that close quantiles do not overlap.
-  [["p50", p50, 10], ["p95", p95, 22]].forEach(([name, value, row]) => {
+  [["p50", p50, 10], ["p95", p95, 24]].forEach(([name, value, row]) => {
     const at = x(value);
     plot.append(svg("line", { class: `quantile ${name}`, x1: at, x2: at, y1: row + 2, y2: top + plotHeight,
       stroke: "#1d2433", "stroke-dasharray": "3 2" }));
@@ -135,17 +185,11 @@ export function latencyHistogram(answers, width = 480) {
 
   const byTier = Object.fromEntries(Object.keys(ANSWER_COLOURS).map((tier) => [tier, answers.filter((a) => a.tier === tier).length]));
   const caption = document.createElement("figcaption");
-  for (const [tier, n] of Object.entries(byTier)) {
-    const key = document.createElement("span");
-    key.className = "key";
-    key.style.setProperty("--colour", ANSWER_COLOURS[tier]);
-    key.textContent = `${tier} ${n}`;
-    caption.append(key);
-  }
+  for (const [tier, n] of Object.entries(byTier)) caption.append(key(ANSWER_COLOURS[tier], `${TIER_WORDS[tier]} ${n}`));
   caption.append(`end-to-end latency of ${times.length} answers${log ? ", log scale" : ""}: p50 ${ms(p50)}, p95 ${ms(p95)}`);
   figure.setAttribute("role", "img");
   figure.setAttribute("aria-label", `Latency histogram of ${times.length} answers: p50 ${ms(p50)}, p95 ${ms(p95)}; `
-    + Object.entries(byTier).map(([tier, n]) => `${n} from the ${tier}`).join(", "));
+    + Object.entries(byTier).map(([tier, n]) => `${n} from ${TIER_WORDS[tier]}`).join(", "));
   Object.assign(figure.dataset, { count: times.length, p50, p95, scale: log ? "log" : "linear" });
   figure.append(plot, caption);
   return figure;

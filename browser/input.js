@@ -1,9 +1,10 @@
-// A person's own images: an upload or a camera frame, turned into what the model takes
-// (the raw size from models/manifest.json, greyscale 0..255, a light object on a dark
-// background as in Fashion-MNIST) on small canvases, then handed to `classify`.
+// A person's own pictures: an upload or a camera frame, scaled down in a canvas to at
+// most MAX_SIDE pixels a side (a small transfer) and handed to `classify` as RGBA. The
+// worker turns them into the model's input by the model's one rule
+// (strata.client.pictures.picture_input), so this file knows no model.
 
 const $ = (id) => document.getElementById(id);
-const LUMA = [0.299, 0.587, 0.114];
+const MAX_SIDE = 512;  // pixels: enough for a 224 px model input cropped from a photo's centre
 const FRAME_PERIOD_MS = 500;  // continuous camera mode: about two frames a second
 
 function canvas(width, height) {
@@ -11,14 +12,6 @@ function canvas(width, height) {
   element.width = width;
   element.height = height;
   return [element, element.getContext("2d", { willReadFrequently: true })];
-}
-
-function grey(rgba) {
-  const out = new Float32Array(rgba.length / 4);
-  for (let p = 0; p < out.length; p++) {
-    out[p] = LUMA[0] * rgba[4 * p] + LUMA[1] * rgba[4 * p + 1] + LUMA[2] * rgba[4 * p + 2];
-  }
-  return out;
 }
 
 // Draw a crop of `source` into a w x h box, halving first so a large photo is averaged
@@ -35,52 +28,21 @@ function drawScaled(context, source, [sx, sy, sw, sh], [dx, dy, dw, dh]) {
   context.drawImage(from, ...crop, dx, dy, dw, dh);
 }
 
-// The mean grey of the crop's outer ring, seen on white (transparent pixels show the page).
-export function borderGrey(source, crop) {
-  const n = 32;
-  const [, context] = canvas(n, n);
-  context.fillStyle = "#fff";
-  context.fillRect(0, 0, n, n);
-  drawScaled(context, source, crop, [0, 0, n, n]);
-  const values = grey(context.getImageData(0, 0, n, n).data);
-  let sum = 0, count = 0;
-  for (let r = 0; r < n; r++) {
-    for (let c = 0; c < n; c++) {
-      if (r < 2 || c < 2 || r >= n - 2 || c >= n - 2) { sum += values[r * n + c]; count++; }
-    }
-  }
-  return sum / count;
+// The crop [x, y, w, h] of an image or video frame as RGBA pixels, aspect kept, at most
+// MAX_SIDE pixels a side: { pixels (Uint8ClampedArray, row by row), width, height }.
+export function pictureOf(source, crop) {
+  const scale = Math.min(1, MAX_SIDE / Math.max(crop[2], crop[3]));
+  const width = Math.max(1, Math.round(crop[2] * scale)), height = Math.max(1, Math.round(crop[3] * scale));
+  const [, context] = canvas(width, height);
+  drawScaled(context, source, crop, [0, 0, width, height]);
+  return { pixels: context.getImageData(0, 0, width, height).data, width, height };
 }
 
-// The model's input: the crop fitted (aspect kept) into size x size, padded with the
-// border's grey, greyscale, optionally inverted and contrast-stretched; uint8 row by row.
-export function toModelPixels(source, crop, [rows, cols], { invert, contrast, background }) {
-  const [, context] = canvas(cols, rows);
-  const scale = Math.min(cols / crop[2], rows / crop[3]);  // whole pixels, so no seam at the padding
-  const w = Math.max(1, Math.round(crop[2] * scale)), h = Math.max(1, Math.round(crop[3] * scale));
-  const x = Math.floor((cols - w) / 2), y = Math.floor((rows - h) / 2);
-  context.fillStyle = `rgb(${background}, ${background}, ${background})`;
-  context.fillRect(0, 0, cols, rows);
-  context.fillStyle = "#fff";
-  context.fillRect(x, y, w, h);
-  drawScaled(context, source, crop, [x, y, w, h]);
-  const values = grey(context.getImageData(0, 0, cols, rows).data);
-  if (invert) values.forEach((v, i) => { values[i] = 255 - v; });
-  let lo = 0, hi = 255;
-  if (contrast) {
-    lo = Math.min(...values); hi = Math.max(...values);
-    if (hi - lo < 16) { lo = 0; hi = 255; }  // a flat image: stretching would only show noise
-  }
-  return Uint8Array.from(values, (v) => Math.round((255 * (v - lo)) / (hi - lo)));
-}
-
-export function drawPixels(target, pixels, [rows, cols]) {
+// Put RGBA pixels (rows x cols, row by row) on a canvas at their own size.
+export function drawPicture(target, pixels, [rows, cols]) {
   target.width = cols;
   target.height = rows;
-  const context = target.getContext("2d");
-  const image = context.createImageData(cols, rows);
-  pixels.forEach((v, p) => image.data.set([v, v, v, 255], 4 * p));
-  context.putImageData(image, 0, 0);
+  target.getContext("2d").putImageData(new ImageData(new Uint8ClampedArray(pixels), cols, rows), 0, 0);
 }
 
 function cameraUnavailableReason() {
@@ -98,25 +60,27 @@ function cameraError(error) {
   return `The camera could not start (${error.name || "error"}: ${error.message}).`;
 }
 
-// Wire the upload and camera controls. `classify(pixels, source)` classifies one model
-// input and shows it; `size` is [rows, cols], the manifest's input.raw_size.
-export function setUpInput({ size, classify, showPixels, onError }) {
-  let current = null;  // { source, crop, kind }: the last image, so a changed option can redo it
+// Wire the upload and camera controls. `classify(picture, kind, options)` classifies one
+// picture and shows the answer; it resolves with the worker's answer, whose `inverted`
+// says what the worker chose when `options.invert` was null (decide by the border).
+// `conversion`: the model's rule has the invert and contrast options (our Fashion-MNIST
+// model's); other models take pictures as they are.
+export function setUpInput({ classify, onError, conversion }) {
+  let current = null;  // { picture, kind, invert }: the last picture, so a changed option can redo it
   let stream = null, timer = null, busy = false;
-  const options = () => ({ invert: $("invert").checked, contrast: $("contrast").checked });
 
-  async function run(kind) {
-    const { source, crop, background } = current;
-    const pixels = toModelPixels(source, crop, size, { ...options(), background });
+  async function run() {
     $("input-message").textContent = "";
-    showPixels(pixels, kind === "camera" ? "the camera's centre square" : "your upload");
-    return classify(pixels, kind);
+    const options = conversion ? { invert: current.invert, contrast: $("contrast").checked } : {};
+    const answer = await classify(current.picture, current.kind, options);
+    if (conversion && answer.inverted != null) $("invert").checked = answer.inverted;
+    return answer;
   }
 
-  function take(source, crop, kind) {
-    const background = borderGrey(source, crop);
-    $("invert").checked = background > 127;  // a dark object on a light page, as photos usually are
-    current = { source, crop, background, kind };
+  // A new picture: invert decided by its border (null) until the person says otherwise.
+  function take(picture, kind) {
+    const invert = current && current.kind === kind && kind === "camera" ? current.invert : null;
+    current = { picture, kind, invert };
   }
 
   $("upload").disabled = false;
@@ -131,12 +95,16 @@ export function setUpInput({ size, classify, showPixels, onError }) {
       $("input-message").textContent = `${file.name} is not an image this browser can read.`;
       return;
     }
-    take(bitmap, [0, 0, bitmap.width, bitmap.height], "upload");
-    run("upload").catch(onError);
+    take(pictureOf(bitmap, [0, 0, bitmap.width, bitmap.height]), "upload");
+    bitmap.close();
+    run().catch(onError);
   });
-  for (const id of ["invert", "contrast"]) {
-    $(id).addEventListener("change", () => { if (current && current.kind === "upload") run("upload").catch(onError); });
-  }
+  $("invert").addEventListener("change", () => {
+    if (!current) return;
+    current.invert = $("invert").checked;  // the person's choice wins from now on
+    if (current.kind === "upload") run().catch(onError);
+  });
+  $("contrast").addEventListener("change", () => { if (current && current.kind === "upload") run().catch(onError); });
 
   const button = $("camera");
   const unavailable = cameraUnavailableReason();
@@ -152,10 +120,9 @@ export function setUpInput({ size, classify, showPixels, onError }) {
     if (!stream || busy || video.readyState < 2 || !video.videoWidth) return;
     const side = Math.min(video.videoWidth, video.videoHeight);
     const crop = [(video.videoWidth - side) / 2, (video.videoHeight - side) / 2, side, side];
-    if (!current || current.kind !== "camera") take(video, crop, "camera");
-    else current.crop = crop;
+    take(pictureOf(video, crop), "camera");
     busy = true;
-    try { await run("camera"); } catch (error) { onError(error); } finally { busy = false; }
+    try { await run(); } catch (error) { onError(error); } finally { busy = false; }
   }
 
   // Outline the centre square that frame() classifies on the video preview.

@@ -48,14 +48,15 @@ async function start(wsUrl) {
       const now = performance.now();
       if (now - lastPost > 30) {
         lastPost = now;
-        post("progress", { step: `Downloading the runtime (${done} of ${all.length} files)`, loaded, total, transferredTotal });
+        post("progress", { phase: "download", step: `Downloading the runtime (${done} of ${all.length} files)`, loaded, total,
+          transferredTotal });
       }
     });
     done += 1;
     return bytes;
   }));
   const wheel = fetched[all.indexOf(assets.strata_wheel)];
-  post("progress", { step: "Starting Python", loaded, total, transferredTotal });
+  post("progress", { phase: "python", step: "Starting Python", loaded, total, transferredTotal });
   mark("download", t);
 
   t = performance.now();
@@ -64,7 +65,7 @@ async function start(wsUrl) {
   mark("python", t);
 
   t = performance.now();
-  post("progress", { step: "Loading numpy and strata", loaded, total, transferredTotal });
+  post("progress", { phase: "packages", step: "Loading numpy and strata", loaded, total, transferredTotal });
   const failures = [];
   await pyodide.loadPackage(assets.pyodide.packages, { messageCallback: () => {}, errorCallback: (m) => failures.push(m) });
   if (failures.length) throw new Error(`loading ${assets.pyodide.packages} failed: ${failures.join("; ")}`);
@@ -75,7 +76,7 @@ async function start(wsUrl) {
   mark("packages", t);
 
   t = performance.now();
-  post("progress", { step: "Loading the model", loaded, total, transferredTotal });
+  post("progress", { phase: "model", step: "Loading the model", loaded, total, transferredTotal });
   const model = await call("load_model", [wsUrl]);
   mark("model", t);
 
@@ -112,12 +113,12 @@ function plain(result) {
   return value;
 }
 
-// A request (classify_sample, classify_pixels) comes back from Python step by step,
+// A request (classify_sample, classify_picture) comes back from Python step by step,
 // each a synchronous call: an answer; or the promise of the device's one call into
 // onnxruntime-web, awaited here and handed to resume(); or, when the request waits on the
 // network or on loading, finish(), which continues in Python's event loop. So a request
 // the device answers crosses into Python at most twice and never waits on its event loop.
-const STEPPED = new Set(["classify_sample", "classify_pixels"]);
+const STEPPED = new Set(["classify_sample", "classify_picture"]);
 
 async function classify(method, args) {
   let step = await call(method, args);

@@ -18,6 +18,7 @@ from pyodide.http import pyfetch
 
 import strata
 from strata.client import Client
+from strata.client.pictures import as_picture, describe, picture_input, rgba, thumbnail
 from strata.client.profile import bench_branch as run_bench_branch
 from strata.client.transport import Transport
 from strata.device import model_input
@@ -42,7 +43,8 @@ class BrowserTransport(Transport):
     """The JS WebSocket, fetch on the page's origin, onnxruntime-web and postMessage."""
 
     def __init__(self):
-        self._proxies = []  # the last socket's callbacks, destroyed when the next one opens
+        self._socket = None  # the last socket opened
+        self._proxies = []  # its callbacks, destroyed when the next one opens
 
     async def open(self, url, on_message, on_close):
         opened = asyncio.get_running_loop().create_future()
@@ -61,10 +63,13 @@ class BrowserTransport(Transport):
             else:
                 on_close(f"code {event.code}{': ' + event.reason if event.reason else ''}")
 
+        if self._socket is not None:  # a socket still closing (a reconnection) must not call its destroyed callbacks
+            self._socket.onopen = self._socket.onmessage = self._socket.onclose = None
         for proxy in self._proxies:
             proxy.destroy()
         self._proxies = [create_proxy(opening), create_proxy(message), create_proxy(closing)]
         socket.onopen, socket.onmessage, socket.onclose = self._proxies
+        self._socket = socket
         await opened
         return _JsSocket(socket)
 
@@ -82,6 +87,8 @@ class BrowserTransport(Transport):
 
 
 CLIENT = None
+THUMBNAIL_PX = 96  # the gallery's pictures, longer side: small to send, sharp enough at the page's tile size
+MAX_PICTURE_PX = 4096  # longest side of a picture the page may send (it sends at most 512)
 
 
 async def load_model(ws_url):
@@ -93,7 +100,7 @@ async def load_model(ws_url):
     return {"blocks": CLIENT.blocks, "classes": CLIENT.classes, "samples": len(CLIENT.labels),
             "block_names": [block["name"] for block in manifest["blocks"]],
             "bundle_bytes": manifest.get("browser_bundle", {}).get("bytes", 0),
-            "plan": CLIENT.current_plan().to_header(),
+            "plan": CLIENT.current_plan().to_header(), "about": describe(manifest),
             "device": {"conv1_ms": CLIENT.profile.conv1_ms, "branch_ms": CLIENT.profile.branch_ms}}
 
 
@@ -103,14 +110,23 @@ def runtime_info():
             "strata": strata.__version__, "isolated": bool(js.crossOriginIsolated)}
 
 
+def _pictures_for_page(pictures):
+    """uint8 (N, H, W, 3) pictures as one flat RGBA buffer for canvases, with their size."""
+    return {"pixels": to_js(rgba(pictures).reshape(-1)), "rows": int(pictures.shape[1]),
+            "cols": int(pictures.shape[2])}
+
+
 def gallery(count):
-    """The first `count` sample images as one uint8 buffer (count x rows x cols), and labels;
-    none for a split model, whose samples are input tensors rather than pictures."""
-    if CLIENT.model is None:
-        return {"pixels": to_js(np.zeros(0, np.uint8)), "labels": [], "size": 0}
-    images = np.ascontiguousarray(CLIENT.images[:count], dtype=np.uint8)
-    return {"pixels": to_js(images.reshape(-1)), "labels": [int(v) for v in CLIENT.labels[:count]],
-            "size": int(images.shape[-1])}
+    """The first `count` samples as pictures (RGBA, at most THUMBNAIL_PX a side), their
+    labels (-1: none) and names; no pixels for a model whose input is not a picture."""
+    manifest, count = CLIENT.manifest, min(int(count), len(CLIENT.labels))
+    sources = manifest["samples"].get("sources", []) if isinstance(manifest.get("samples"), dict) else []
+    out = {"labels": [int(v) for v in CLIENT.labels[:count]],
+           "names": [sources[i] if i < len(sources) else f"sample {i}" for i in range(count)]}
+    pictures = [as_picture(manifest, sample) for sample in CLIENT.images[:count]]
+    if count and pictures[0] is not None:
+        out.update(_pictures_for_page(np.stack([thumbnail(picture, THUMBNAIL_PX) for picture in pictures])))
+    return out
 
 
 def set_plan(plan):
@@ -162,11 +178,6 @@ async def finish(request_id):
     return {**(await CLIENT.complete(step)).to_dict(), **extra}
 
 
-async def measure_rtt(count):
-    """Median round-trip time of `count` small pings to the edge, in milliseconds."""
-    return {"median_ms": await CLIENT.prober.measure_rtt(int(count)), "samples": int(count)}
-
-
 def explain():
     return CLIENT.explain()
 
@@ -194,40 +205,33 @@ def bench_branch(count, repeats):
     return run_bench_branch(CLIENT.model, CLIENT.images, int(count), int(repeats))
 
 
-# -- the page's own images (uploads, camera frames) and its start-up figures ---------------
+# -- the page's own pictures (uploads, camera frames) and its start-up figures -------------
 
-def input_size():
-    """[rows, cols] of the images the model takes raw (the manifest's input.raw_size), which
-    the page fits uploads and camera frames into; None for a model made by `strata split`,
-    which takes tensors rather than pictures."""
-    raw = CLIENT.manifest["input"].get("raw_size")
-    return None if raw is None else [int(v) for v in raw]
-
-
-def _uint8_pixels(pixels):
-    """Greyscale values 0..255 from the page, as a flat uint8 array: a list of numbers,
-    bytes, or a JS typed array."""
-    if hasattr(pixels, "to_py"):
-        pixels = pixels.to_py()
-    if isinstance(pixels, (bytes, bytearray, memoryview)):
-        return np.frombuffer(bytes(pixels), dtype=np.uint8)
-    values = np.asarray(list(pixels), dtype=np.float64)
-    if values.size and not (np.isfinite(values).all() and values.min() >= 0 and values.max() <= 255):
-        raise ValueError(f"pixels must be greyscale values in 0..255; got {values.min()} to {values.max()}")
-    return np.rint(values).astype(np.uint8)
+def _picture(pixels, width, height):
+    """The page's canvas pixels (a JS Uint8ClampedArray or Uint8Array, or bytes), RGBA row
+    by row, as uint8 (height, width, 4); ValueError saying what was expected otherwise."""
+    width, height = int(width), int(height)
+    if not (0 < width <= MAX_PICTURE_PX and 0 < height <= MAX_PICTURE_PX):
+        raise ValueError(f"a picture must be 1 to {MAX_PICTURE_PX} pixels a side; got {width}x{height}")
+    if hasattr(pixels, "to_bytes"):  # a JS typed array
+        pixels = pixels.to_bytes()
+    if not isinstance(pixels, (bytes, bytearray, memoryview)):
+        raise ValueError(f"expected the canvas's RGBA bytes (a Uint8ClampedArray); got {type(pixels).__name__}")
+    values = np.frombuffer(pixels, dtype=np.uint8)
+    if values.size != width * height * 4:
+        raise ValueError(f"expected {width}x{height} RGBA pixels ({width * height * 4} bytes); got {values.size} bytes")
+    return values.reshape(height, width, 4)
 
 
-def classify_pixels(pixels, width, height):
-    """One image the page made (an upload or a camera frame): `width` x `height` greyscale
-    values 0..255, row by row, a light object on a dark background, at the model's raw size.
-    Its first step, as classify_sample's; the answer has no index and truth."""
-    rows, cols = input_size()
-    if (int(height), int(width)) != (rows, cols):
-        raise ValueError(f"expected a {cols}x{rows} image (the manifest's input.raw_size); got {width}x{height}")
-    values = _uint8_pixels(pixels)
-    if values.size != rows * cols:
-        raise ValueError(f"expected {rows * cols} pixels for {cols}x{rows}; got {values.size}")
-    return _next(CLIENT.begin(values.reshape(rows, cols).copy()), {})
+def classify_picture(pixels, width, height, invert=None, contrast=True):
+    """A photo from the page (an upload or a camera frame, RGBA), turned into the model's
+    input here by the model's one rule (strata.client.pictures.picture_input). Its first
+    step, as classify_sample's; the answer has no index and truth, but `seen` (the input as
+    the picture the model sees: RGBA, its size) and `inverted`."""
+    x, inverted = picture_input(CLIENT.manifest, _picture(pixels, width, height),
+                                None if invert is None else bool(invert), bool(contrast))
+    seen = as_picture(CLIENT.manifest, x)
+    return _next(CLIENT.begin(x), {"inverted": inverted, "seen": None if seen is None else _pictures_for_page(seen[None])})
 
 
 def load_transfer():

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-import struct
-import zlib
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -17,62 +14,17 @@ from playwright.sync_api import Browser, Page
 from strata.plan import default_plan
 
 from edge_server.config import Settings
-from testing.chromium import ARGS, EXECUTABLE, PageWatch
+from testing.chromium import ARGS, EXECUTABLE
+from testing.pictures import png, trousers_photo
 
 READY_TIMEOUT_MS = 90_000
-OUTPUT = Path(__file__).resolve().parents[1] / "test-output"
 MANIFEST = json.loads((Settings().models_dir / "manifest.json").read_text())
 CLASSES = MANIFEST["classes"]
 ROWS, COLS = MANIFEST["input"]["raw_size"]
-DESKTOP = {"viewport": {"width": 1280, "height": 900}}
-PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
 CONTROLS = "input, select, button, textarea"
 # Roles of the controls a person operates, as Chromium's accessibility tree names them.
 CONTROL_ROLES = {"button", "checkbox", "combobox", "spinbutton", "textbox", "slider", "radio", "switch", "searchbox",
                  "listbox", "menuitem", "link"}
-
-
-def png(grey: np.ndarray) -> bytes:
-    """An 8-bit greyscale PNG of a (rows, cols) uint8 array, encoded by hand with zlib."""
-    rows, cols = grey.shape
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    scanlines = b"".join(b"\x00" + row.tobytes() for row in grey.astype(np.uint8))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", cols, rows, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(scanlines)) + chunk(b"IEND", b""))
-
-
-def trousers_photo() -> np.ndarray:
-    """Dark trousers on a light background, as a phone photo of them would be: 240 x 180."""
-    image = np.full((240, 180), 235, np.uint8)
-    image[20:75, 50:131] = 45  # waistband and hips
-    for row in range(75, 226):
-        t = (row - 75) / 150
-        image[row, round(50 - 8 * t):round(87 - 4 * t)] = 45  # left leg, widening a little
-        image[row, round(94 + 4 * t):round(131 + 8 * t)] = 45  # right leg
-    return image
-
-
-@pytest.fixture
-def open_page(browser: Browser) -> Iterator[Callable[..., PageWatch]]:
-    """Open the page in a fresh context (an empty cache) and wait for its first answer."""
-    contexts = []
-
-    def open_(url: str, browser_: Browser = browser, init_script: str | None = None, **options) -> PageWatch:
-        context = browser_.new_context(**options)
-        contexts.append(context)
-        watch = PageWatch(context.new_page(), OUTPUT)
-        if init_script:
-            watch.page.add_init_script(init_script)
-        watch.page.goto(url + "/")
-        watch.page.wait_for_selector("body[data-first-answer-ms]", timeout=READY_TIMEOUT_MS)
-        return watch
-
-    yield open_
-    for context in contexts:
-        context.close()
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +59,7 @@ def fix_plan(page: Page) -> None:
 
 
 def test_start_up_says_cold_then_warm_and_remembers_both(edge_url: str, open_page) -> None:
-    watched = open_page(edge_url, **DESKTOP)
+    watched = open_page(edge_url)
     page = watched.page
     line = page.locator("#start-times")
     assert line.get_attribute("data-kind") == "cold", line.inner_text()
@@ -131,7 +83,7 @@ def test_start_up_says_cold_then_warm_and_remembers_both(edge_url: str, open_pag
 
 
 def test_an_uploaded_image_is_converted_previewed_and_classified(edge_url: str, open_page) -> None:
-    watched = open_page(edge_url, **DESKTOP)
+    watched = open_page(edge_url)
     page = watched.page
     fix_plan(page)  # so that the same input gives the same answer below
     before = answers(page)
@@ -150,24 +102,28 @@ def test_an_uploaded_image_is_converted_previewed_and_classified(edge_url: str, 
     assert seen[ROWS // 2, COLS // 2 - 3] > 200 and seen[ROWS // 2, COLS // 2 + 3] > 200, "the legs are light"
     assert seen.std() > 50
 
-    # The preview is exactly the model's input: sent again, it gets the same answer.
-    again = page.evaluate(f"pixels => window.strata.callWorker('classify_pixels', pixels, {COLS}, {ROWS})",
+    # The preview is exactly the model's input: sent again as a picture (not inverted, and
+    # already stretched), the worker's rule leaves it as it is and gets the same answer.
+    again = page.evaluate(f"""pixels => window.strata.callWorker('classify_picture',
+        Uint8ClampedArray.from(pixels.flatMap(v => [v, v, v, 255])), {COLS}, {ROWS}, false, true)""",
                           seen.reshape(-1).tolist())
     assert again["label"] == label and "truth" not in again
-    # And classify_pixels treats a test image's pixels as classify_sample treats the image.
+    assert again["inverted"] is False
+    # And classify_picture treats a sample's picture as classify_sample treats the sample.
     pairs = page.evaluate("""async () => {
-        const {pixels, size} = await window.strata.callWorker('gallery', 8);
+        const {pixels, rows, cols} = await window.strata.callWorker('gallery', 8);
         const out = [];
         for (let i = 0; i < 8; i++) {
-          const mine = await window.strata.callWorker('classify_pixels', pixels.slice(i * size * size, (i + 1) * size * size), size, size);
+          const picture = pixels.slice(i * rows * cols * 4, (i + 1) * rows * cols * 4);
+          const mine = await window.strata.callWorker('classify_picture', picture, cols, rows, false, false);
           const theirs = await window.strata.callWorker('classify_sample', i);
           out.push([mine.label, theirs.label, mine.tier, theirs.tier]);
         }
         return out;
     }""")
     assert all(a == b and c == d for a, b, c, d in pairs), pairs
-    error = page.evaluate("window.strata.callWorker('classify_pixels', [0, 1, 2], 3, 1).catch(e => e.message)")
-    assert "raw_size" in error, error
+    error = page.evaluate("window.strata.callWorker('classify_picture', new Uint8Array(3), 3, 1).catch(e => e.message)")
+    assert "expected 3x1 RGBA pixels (12 bytes); got 3 bytes" in error, error
 
     page.set_input_files("#upload", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a picture"}])
     page.wait_for_selector("#input-message:has-text('not an image')")
@@ -181,7 +137,7 @@ def test_an_uploaded_image_is_converted_previewed_and_classified(edge_url: str, 
 
 def test_the_camera_classifies_frames_one_at_a_time_and_continuously(edge_url: str, camera_browser: Browser,
                                                                      open_page) -> None:
-    watched = open_page(edge_url, camera_browser, **DESKTOP)
+    watched = open_page(edge_url, camera_browser)
     page = watched.page
     page.context.grant_permissions(["camera"], origin=edge_url)
     page.click("#camera")
@@ -211,7 +167,7 @@ def test_the_camera_classifies_frames_one_at_a_time_and_continuously(edge_url: s
 
 def test_a_denied_or_missing_camera_is_explained_without_errors(edge_url: str, camera_browser: Browser,
                                                                open_page) -> None:
-    watched = open_page(edge_url, camera_browser, **DESKTOP)  # a camera, but no permission granted
+    watched = open_page(edge_url, camera_browser)  # a camera, but no permission granted
     page = watched.page
     page.click("#camera")
     page.wait_for_selector("#camera-message[data-error]", timeout=10_000)
@@ -221,7 +177,7 @@ def test_a_denied_or_missing_camera_is_explained_without_errors(edge_url: str, c
 
     # No camera API at all (as on a page served over plain HTTP to a phone).
     missing = open_page(edge_url, init_script="Object.defineProperty(Navigator.prototype, 'mediaDevices', "
-                                              "{get: () => undefined, configurable: true})", **DESKTOP)
+                                              "{get: () => undefined, configurable: true})")
     camera = missing.page.locator("#camera")
     assert camera.is_disabled()
     assert "camera" in (camera.get_attribute("title") or ""), "a disabled button says why"
@@ -230,7 +186,7 @@ def test_a_denied_or_missing_camera_is_explained_without_errors(edge_url: str, c
 
 
 def test_a_run_draws_a_latency_histogram_by_tier_with_p50_and_p95(edge_url: str, open_page) -> None:
-    watched = open_page(edge_url, **DESKTOP)
+    watched = open_page(edge_url)
     page = watched.page
     page.fill("#run-count", "30")
     page.click("#run")
@@ -255,7 +211,7 @@ def test_a_run_draws_a_latency_histogram_by_tier_with_p50_and_p95(edge_url: str,
 
 
 def test_on_a_phone_one_column_no_sideways_scroll_and_every_control_named(edge_url: str, open_page) -> None:
-    watched = open_page(edge_url, **PHONE)
+    watched = open_page(edge_url, size="phone")
     page = watched.page
     page.set_input_files("#upload", files=[{"name": "trousers.png", "mimeType": "image/png",
                                             "buffer": png(trousers_photo())}])
@@ -293,9 +249,12 @@ def test_on_a_phone_one_column_no_sideways_scroll_and_every_control_named(edge_u
 
 
 def test_the_keyboard_reaches_and_works_the_gallery(edge_url: str, open_page) -> None:
-    watched = open_page(edge_url, **DESKTOP)
+    watched = open_page(edge_url)
     page = watched.page
     assert page.eval_on_selector_all("[tabindex]", "els => els.filter(el => el.tabIndex > 0).length") == 0
+    assert page.is_disabled("#budget"), "the budget is only for the accuracy goal"
+    page.evaluate("""() => { const goal = document.getElementById('goal');
+        goal.value = 'accuracy'; goal.dispatchEvent(new Event('change', {bubbles: true})); }""")
     stops = []
     for _ in range(60):
         page.keyboard.press("Tab")

@@ -43,3 +43,48 @@ def image_classifier(layout: str = "NCHW", size: int = 8, classes: int = 5, seed
     graph = helper.make_graph(nodes, f"classifier_{layout}", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", classes])], weights)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def colour_classifier(size: int = 16) -> onnx.ModelProto:
+    """An RGB classifier whose answer a person can predict: the picture's dominant colour,
+    classes red, green, blue. Input [N, 3, size, size] normalized to [-1, 1] (mean 0.5,
+    std 0.5); a 1x1 conv that keeps each channel, ReLU, a 3x3 conv that averages each
+    channel, global average pool, an identity dense layer: logits are each channel's mean
+    brightness above grey."""
+    keep = np.zeros((3, 3, 1, 1), np.float32)
+    average = np.zeros((3, 3, 3, 3), np.float32)
+    for c in range(3):
+        keep[c, c] = 1.0
+        average[c, c] = 1 / 9
+    weights = [numpy_helper.from_array(value, name) for name, value in
+               (("keep", keep), ("average", average), ("dense", np.eye(3, dtype=np.float32)),
+                ("bias", np.zeros(3, np.float32)))]
+    nodes = [
+        helper.make_node("Conv", ["x", "keep"], ["k"]),
+        helper.make_node("Relu", ["k"], ["r"]),
+        helper.make_node("Conv", ["r", "average"], ["a"], pads=[1, 1, 1, 1]),
+        helper.make_node("GlobalAveragePool", ["a"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "dense", "bias"], ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "colours", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, size, size])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], weights)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def feature_map(size: int = 16) -> onnx.ModelProto:
+    """A model whose output is not per-class scores, as a detector's map: input [N, 3, size,
+    size], conv3x3 + ReLU, then a stride-4 conv to [N, 2, size/4, size/4]."""
+    rng = np.random.default_rng(5)
+    weights = [numpy_helper.from_array(rng.normal(size=shape).astype(np.float32) * 0.3, name)
+               for name, shape in (("w1", (4, 3, 3, 3)), ("w2", (2, 4, 4, 4)))]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("Conv", ["r", "w2"], ["y"], strides=[4, 4]),
+    ]
+    graph = helper.make_graph(nodes, "feature_map",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, size, size])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, size // 4, size // 4])],
+                              weights)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from strata.cli import COMMANDS, build_parser
 
-from strata.cli import COMMANDS
+from edge_server.config import REPO
 
 from testing.servers import free_port
 
@@ -94,3 +97,29 @@ def test_a_taken_port_is_a_one_line_error_before_anything_starts(taken: str) -> 
             ["--port", str(free_port()), "--cloud-port", str(port)]
         line = _fails_in_one_line("serve", *args)
     assert f"cannot listen on 127.0.0.1:{port}" in line and "another program listens there" in line
+def _subcommands() -> tuple[argparse._SubParsersAction, dict[str, argparse.ArgumentParser]]:
+    [commands] = [action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction)]
+    return commands, commands.choices
+
+
+def test_every_summary_is_a_sentence_and_every_option_says_what_it_does() -> None:
+    commands, parsers = _subcommands()
+    for summary in commands._choices_actions:
+        assert summary.help[0].isupper() and summary.help.endswith("."), (summary.dest, summary.help)
+    for name, parser in parsers.items():
+        silent = [action.option_strings or action.dest for action in parser._actions
+                  if not isinstance(action, argparse._HelpAction) and not action.help]
+        assert not silent, f"strata {name}: options without help: {silent}"
+
+
+def test_bench_writes_to_build_by_default_and_to_docs_when_asked() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["bench", "planner"]).out == REPO / "build" / "bench"
+    assert parser.parse_args(["bench", "planner", "--out", "docs/bench"]).out == Path("docs/bench")
+    assert "build/" in (REPO / ".gitignore").read_text().split()
+
+
+def test_the_readme_command_table_names_the_options_people_need() -> None:
+    table = (REPO / "README.md").read_text().split("## The command line")[1].split("\n## ")[0]
+    for option in ("--emulate", "--cloud-port", "STRATA_MODELS_DIR", "--out docs/bench", "build/bench/"):
+        assert option in table, option

@@ -157,3 +157,26 @@ def test_strata_classify_without_an_edge_says_so() -> None:
     done = subprocess.run([sys.executable, "-m", "strata.cli", "classify", "--sample", "0", "--edge",
                            "ws://127.0.0.1:9/ws"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "Is `strata serve` running there?" in done.stderr
+
+
+def test_strata_classify_turns_a_photo_into_a_split_models_input_by_its_rule(tmp_path) -> None:
+    """The rule the manifest records (here mean and std 0.5), as the page's uploads use it."""
+    import onnx
+    from PIL import Image
+    from strata.cli import main
+
+    from tests.onnx_models import colour_classifier
+
+    onnx.save(colour_classifier(), tmp_path / "model.onnx")
+    (tmp_path / "labels.txt").write_text("red\ngreen\nblue\n")
+    Image.new("RGB", (40, 30), (20, 200, 30)).save(tmp_path / "green.png")
+    Image.new("RGB", (300, 120), (30, 20, 230)).save(tmp_path / "blue.png")
+    assert main(["split", str(tmp_path / "model.onnx"), "--out", str(tmp_path / "split"), "--max-blocks", "2",
+                 "--samples", str(tmp_path / "green.png"), "--labels", str(tmp_path / "labels.txt"),
+                 "--mean", "0.5", "--std", "0.5"]) == 0
+    with edge_process(models=tmp_path / "split") as (url, _):
+        done = subprocess.run([sys.executable, "-m", "strata.cli", "classify", str(tmp_path / "blue.png"),
+                               "--sample", "0", "--edge", url.replace("http://", "ws://") + "/ws"],
+                              capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"{tmp_path / 'blue.png'}: blue ") and "sample 0: green " in done.stdout, done.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import time
 from urllib.parse import urlsplit
 
 import httpx
@@ -14,8 +15,10 @@ import pytest
 
 from edge_server.blocks.main_path import MainPath
 from edge_server.config import REPO
+from edge_server.edge.demo_link import OFFLINE_GRACE_S, OFFLINE_S
 from edge_server.edge.joined import DIGESTS_HEADER
 from edge_server.edge.static import accepts_gzip
+from testing.servers import edge_process
 
 WASM = "/pyodide/0.27.7/pyodide.asm.wasm"
 
@@ -122,3 +125,28 @@ def test_joined_blocks_match_the_chain_and_name_their_block_files(edge_url: str)
                           ("/joined/1-7.onnx?variant=nope", "nope")]:
         refused = httpx.get(edge_url + bad)
         assert refused.status_code == 404 and expected in refused.text, bad
+
+
+def test_the_pages_chart_library_is_served_immutable(edge_url: str) -> None:
+    assets = httpx.get(edge_url + "/assets.json").json()
+    response = httpx.get(edge_url + assets["uplot"]["module"], headers={"Accept-Encoding": "gzip"})
+    assert response.status_code == 200 and "export { uPlot as default }" in response.text
+    assert "immutable" in response.headers["cache-control"]
+    assert response.headers["cross-origin-embedder-policy"] == "require-corp"
+
+
+def test_going_offline_answers_first_then_cuts_the_link() -> None:
+    """The reply to the page's PUT must cross the link before the link goes down."""
+    with edge_process("--emulate", "wifi") as (url, _):
+        control = f"http://127.0.0.1:{int(url.rsplit(':', 1)[1]) + 3}"
+        reply = httpx.put(url + "/demo/link/offline", timeout=5)
+        assert reply.status_code == 200 and reply.json() == {"name": "offline", "in_s": OFFLINE_GRACE_S,
+                                                             "back_to": "wifi", "after_s": OFFLINE_S}
+        assert httpx.get(f"{control}/profile").json()["name"] == "wifi"
+        time.sleep(OFFLINE_GRACE_S + 0.5)
+        assert httpx.get(f"{control}/profile").json()["name"] == "offline"
+        with pytest.raises(httpx.TransportError):
+            httpx.get(url + "/demo/link", timeout=2)
+        assert httpx.put(f"{control}/profile/3g").json()["name"] == "3g"  # someone else switches it back
+        assert httpx.get(url + "/demo/link", timeout=5).json() == {**httpx.get(f"{control}/profile").json(),
+                                                                   "enabled": True}

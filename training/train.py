@@ -23,7 +23,7 @@ import numpy as np
 from strata.preprocess import prepare, to_unit_images
 from training.data import DATASET_DIR, Splits, load_splits
 
-SUMMARY = "train the main path and the binary branch (needs the train extra: torch)"
+SUMMARY = "Train the main path and the binary branch (needs the train extra: torch)."
 STRATEGIES = ("joint", "two-stage")
 DEFAULT_OUT = Path("build/train")
 COMPARED = "compared.pt"  # the kept model before the branch fine-tune, for --resume
@@ -34,16 +34,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=DATASET_DIR, help="folder of the Fashion-MNIST IDX .gz files")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the checkpoint and report go")
     parser.add_argument("--epochs", type=int, default=5, help="epochs per network (main path, branch)")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=128, help="images per training step (default: %(default)s)")
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the one-cycle schedule")
-    parser.add_argument("--strategy", choices=(*STRATEGIES, "both"), default="both")
+    parser.add_argument("--strategy", choices=(*STRATEGIES, "both"), default="both",
+                        help="train the branch jointly with the main path, in two stages, or both and keep the "
+                             "better (default: %(default)s)")
     parser.add_argument("--finetune-epochs", type=int, default=8,
                         help="then train the kept model's branch alone this many epochs on frozen conv1 (0: skip)")
-    parser.add_argument("--finetune-lr", type=float, default=1e-3)
+    parser.add_argument("--finetune-lr", type=float, default=1e-3,
+                        help="peak learning rate of the branch's fine-tuning (default: %(default)s)")
     parser.add_argument("--resume", type=Path,
                         help=f"skip the strategy comparison: load this checkpoint (OUT/{COMPARED} of an earlier "
                              "run) and only fine-tune its branch")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed: data order and initial weights (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--quick", action="store_true",
                         help=f"tiny run on {QUICK_SIZES[0]} training images, 1 epoch: for tests")

@@ -7,7 +7,8 @@ bench/grid/throttle.py). Links: wifi, 4g, 3g through the link emulator, with a s
 emulator (edge-cloud profile) between the edge and the cloud, as in bench/adaptive.py.
 Strategies and how each is measured: bench/grid/cells.py. Start-up: bench/grid/startup.py.
 
-Results: docs/bench/grid.json, grid.md and grid-*.png (bench/grid/report.py); --quick
+Results: grid.json, grid.md and grid-*.png under --out (build/bench/; the committed ones are in
+docs/bench/), made by bench/grid/report.py; --quick
 runs a small subset (our model, this CPU, wifi, three strategies) as a smoke test and
 writes grid-quick.* instead.
 """

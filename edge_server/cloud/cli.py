@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", type=str, default=str(Settings().models_dir),
                         help="folder with manifest.json and the block files (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="threads running models (default: %(default)s)")
-    parser.add_argument("--log-level", default="warning", choices=LEVELS)
+    parser.add_argument("--log-level", default="warning", choices=LEVELS, help="server log level (default: %(default)s)")
     parser.add_argument("--log-format", default="text", choices=FORMATS,
                         help="log lines as text, or as one JSON object each (default: %(default)s)")
 

@@ -4,6 +4,7 @@
     /assets.json   build/web/          what the worker loads, with sizes
     /pyodide/      build/web/pyodide/  Pyodide and numpy (versioned path, immutable)
     /ort/          build/web/ort/      onnxruntime-web (versioned path, immutable)
+    /uplot/        build/web/uplot/    uPlot, the page's charts (versioned path, immutable)
     /wheels/       build/web/wheels/   the strata wheel (revalidated)
     /models/       models/             manifest, browser bundle, samples (revalidated)
     /joined/       edge_server/edge/joined.py  device blocks joined into one graph, for onnxruntime-web
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *demo_routes(settings.link_control_url),
         Mount("/pyodide", StaticFiles(directory=settings.web_dir / "pyodide", cache_control=IMMUTABLE)),
         Mount("/ort", StaticFiles(directory=settings.web_dir / "ort", cache_control=IMMUTABLE)),
+        Mount("/uplot", StaticFiles(directory=settings.web_dir / "uplot", cache_control=IMMUTABLE)),
         Mount("/wheels", StaticFiles(directory=settings.web_dir / "wheels", cache_control=REVALIDATE)),
         Mount("/models", StaticFiles(directory=settings.models_dir, cache_control=REVALIDATE)),
         Mount("/", StaticFiles(directory=settings.browser_dir, cache_control=REVALIDATE, html=True)),

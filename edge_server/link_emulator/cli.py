@@ -41,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="wifi", choices=list(PROFILES), help="link profile (default: %(default)s)")
     parser.add_argument("--allow-remote", action="store_true",
                         help="allow an upstream that is not a loopback address")
-    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
+                        help="log level (default: %(default)s)")
 
 
 def parse_upstream(text: str, allow_remote: bool = False) -> tuple[str, int]:

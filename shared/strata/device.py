@@ -8,6 +8,11 @@ clients (evaluation, load generator, tests) drive the very same steps.
                be asynchronous): the answer if a = N, else the INFER request
     finish()   turn the edge's RESULT into an answer, with the full timing breakdown
     fall_back() the edge is unreachable or too slow: the branch answers, marked so
+
+An answer reads the model's output by its kind (the manifest's output.kind): softmax
+over logits, probabilities as they are, and for any other tensor no label but a
+summary (read_output). It is called uncertain when its confidence is below
+LOW_CONFIDENCE, or when the branch ran, did not answer, and the main path disagrees.
 """
 
 from __future__ import annotations
@@ -23,18 +28,27 @@ from strata.offload import InferRequest, Result, split_transfer
 from strata.plan import Plan
 from strata.preprocess import prepare
 
+KINDS = ("logits", "probabilities", "tensor")  # the manifest's output.kind (edge_server/split/contract.py)
+LOW_CONFIDENCE = 0.5  # below even odds the label is more likely wrong than right: called uncertain
+TOP_VALUES = 5  # a tensor summary's largest values
+
+
 @dataclass
 class Answer:
-    label: int
-    confidence: float  # softmax probability of the label
+    label: int  # -1 for an output that is not per-class scores (kind "tensor")
+    confidence: float | None  # probability of the label; None without one
     tier: str  # where the last block ran: "browser", "edge" or "cloud"
     timing: dict = field(default_factory=dict)  # milliseconds per stage
     fallback: str | None = None  # why the plan was not followed, if it was not
     exited: bool = False  # the branch was confident and answered
+    branch_label: int | None = None  # the branch's label, when it ran and did not answer
+    uncertain: str | None = None  # "low-confidence" or "branch-disagrees", else None
+    summary: dict | None = None  # kind "tensor": shape, min, max, mean, top values (summarize())
 
     def to_dict(self) -> dict:
         return {"label": self.label, "confidence": self.confidence, "tier": self.tier,
-                "timing": self.timing, "fallback": self.fallback, "exited": self.exited}
+                "timing": self.timing, "fallback": self.fallback, "exited": self.exited,
+                "branch_label": self.branch_label, "uncertain": self.uncertain, "summary": self.summary}
 
 
 @dataclass
@@ -51,12 +65,41 @@ class Pending:
     timing: dict = field(default_factory=dict)  # device-side stages measured so far
     blocks: tuple[int, int] | None = None  # (1, a) or (0, a): the device runs these next, on `block_input`
     block_input: np.ndarray | None = None  # conv1's output, or the model's input if block 0 is among them
+    kind: str = "logits"  # how to read the model's output (KINDS)
 
 
-def _answer(logits: np.ndarray, tier: str, timing: dict, fallback: str | None = None, exited: bool = False) -> Answer:
-    probs = softmax(logits.astype(np.float64))[0]
+def summarize(output: np.ndarray) -> dict:
+    """One sample's output that is not per-class scores, in a few numbers: its shape, min,
+    max, mean, and its TOP_VALUES largest values with their index (one per axis)."""
+    values = np.asarray(output, np.float64)
+    flat = values.reshape(-1)
+    top = np.argsort(flat)[::-1][:TOP_VALUES]
+    return {"shape": list(values.shape), "min": float(flat.min()), "max": float(flat.max()),
+            "mean": float(flat.mean()),
+            "top": [{"at": [int(i) for i in np.unravel_index(k, values.shape)], "value": float(flat[k])} for k in top]}
+
+
+def read_output(output: np.ndarray, kind: str) -> tuple[int, float | None, dict | None]:
+    """(label, confidence, summary) of the first sample of a batch of outputs: softmax over
+    logits, probabilities as given; for kind "tensor", label -1 and a summary instead."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown output kind {kind!r}: expected one of {', '.join(KINDS)}")
+    row = np.asarray(output)[0]
+    if kind == "tensor":
+        return -1, None, summarize(row)
+    scores = row.reshape(-1).astype(np.float64)
+    probs = scores if kind == "probabilities" else softmax(scores)
     label = int(probs.argmax())
-    return Answer(label, float(probs[label]), tier, timing, fallback, exited)
+    return label, float(probs[label]), None
+
+
+def _answer(output: np.ndarray, tier: str, timing: dict, fallback: str | None = None, exited: bool = False,
+            kind: str = "logits", branch_logits: np.ndarray | None = None) -> Answer:
+    label, confidence, summary = read_output(output, kind)
+    branch_label = None if branch_logits is None or exited else int(np.asarray(branch_logits)[0].argmax())
+    uncertain = ("low-confidence" if confidence is not None and confidence < LOW_CONFIDENCE
+                 else "branch-disagrees" if branch_label is not None and branch_label != label else None)
+    return Answer(label, confidence, tier, timing, fallback, exited, branch_label, uncertain, summary)
 
 
 def model_input(model: BrowserModel | None, images: np.ndarray) -> np.ndarray:
@@ -67,21 +110,22 @@ def model_input(model: BrowserModel | None, images: np.ndarray) -> np.ndarray:
 
 
 def start(model: BrowserModel | None, image: np.ndarray, plan: Plan, request_id: int, blocks: int,
-          conv1: bool = True) -> Pending:
+          conv1: bool = True, kind: str = "logits") -> Pending:
     """Run conv1 and the branch of the plan on one image (batch of 1).
 
     With a > 1 the result asks for the device's float blocks [1, a) next; the caller
     runs them and hands their output to after_blocks(). `conv1=False` (no branch) leaves
     conv1 to them too: they are [0, a), from the normalized input. A model made by
     `strata split` has no browser bundle (model is None): `image` is already its input
-    tensor, and every block the device runs, from block 0, is one of those float blocks.
+    tensor, and every block the device runs, from block 0, is one of those float blocks;
+    `kind` says how to read its output (KINDS).
     """
     begin = time.perf_counter()
     timing: dict = {}
     logits = features = None
     if model is None:
         x = model_input(None, image[None])
-        pending = Pending(None, None, None, x, None, begin, timing)
+        pending = Pending(None, None, None, x, None, begin, timing, kind=kind)
         if plan.a > 0:
             pending.blocks, pending.block_input = (0, plan.a), x
             return pending
@@ -118,7 +162,8 @@ def after_blocks(pending: Pending, x: np.ndarray, plan: Plan, request_id: int, b
 
 def _onward(pending: Pending, x: np.ndarray, plan: Plan, request_id: int, blocks: int) -> Pending:
     if plan.a == blocks:  # the whole main path ran here
-        pending.answer = _answer(x, "browser", _device_timing(pending.timing, pending.started))
+        pending.answer = _answer(x, "browser", _device_timing(pending.timing, pending.started), kind=pending.kind,
+                                 branch_logits=pending.branch_logits)
     else:
         pending.request = InferRequest(request_id, plan, x, (time.perf_counter() - pending.started) * 1000)
     return pending
@@ -137,7 +182,8 @@ def finish(pending: Pending, result: Result, up_bytes: int, down_bytes: int, rtt
     network = total - device - timing.get("edge_total_ms", 0.0)
     timing["uplink_ms"], timing["downlink_ms"] = split_transfer(network, up_bytes, down_bytes, rtt_ms)
     timing.update(device_compute_ms=device, total_ms=total, up_bytes=up_bytes, down_bytes=down_bytes)
-    return _answer(result.logits, result.tier, timing, result.fallback)
+    return _answer(result.logits, result.tier, timing, result.fallback, kind=pending.kind,
+                   branch_logits=pending.branch_logits)
 
 
 def fall_back(model: BrowserModel | None, pending: Pending, reason: str, logits: np.ndarray | None = None) -> Answer:
@@ -150,4 +196,4 @@ def fall_back(model: BrowserModel | None, pending: Pending, reason: str, logits:
         logits = model.branch_logits(features)
     total = (time.perf_counter() - pending.started) * 1000
     device_ms = pending.request.device_ms if pending.request else total
-    return _answer(logits, "browser", {"device_compute_ms": device_ms, "total_ms": total}, reason)
+    return _answer(logits, "browser", {"device_compute_ms": device_ms, "total_ms": total}, reason, kind=pending.kind)

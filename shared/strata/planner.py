@@ -36,6 +36,7 @@ all a at once. `strata bench planner` times it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -119,6 +120,9 @@ class Goal:
             raise ValueError(f"unknown goal {self.kind!r}: expected one of {', '.join(GOALS)}")
         if self.kind == "accuracy" and self.budget_ms is None:
             raise ValueError("the accuracy goal needs a latency budget (budget_ms)")
+        if self.budget_ms is not None and not (isinstance(self.budget_ms, int | float)
+                                               and math.isfinite(self.budget_ms) and self.budget_ms > 0):
+            raise ValueError(f"a latency budget must be a number of milliseconds above 0; got {self.budget_ms!r}")
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,13 @@
 Two models, two functions, each the only one of its kind:
 - our Fashion-MNIST model: `prepare` pads and normalizes 28x28 greyscale images; it feeds
   training, the browser and the evaluation alike; `fit_picture` turns a photo into such
-  an image (`strata classify`);
+  an image (the page's uploads and camera frames, in the worker, and `strata classify`);
 - any model made by `strata split`: `picture_to_input` turns a photo (uint8 H x W x 3, as a
   decoder or a canvas gives it) into the model's input by the rule its manifest records
-  (`input.preprocess`, a PictureRule): split's samples.npz and the page's uploads go
-  through it, so a model never sees inputs prepared two different ways.
+  (`input.preprocess`, a PictureRule): split's samples.npz, the page's uploads and
+  `strata classify` go through it, so a model never sees inputs prepared two different
+  ways. `input_to_picture` shows an input as a picture again.
+strata.client.pictures picks the function for a model.
 Pure numpy (it runs in Pyodide, which has no PIL): the resize is numpy's too. Errors name
 what was expected, because the caller is often JavaScript handing over a canvas it got
 slightly wrong.
@@ -192,6 +194,25 @@ def picture_to_input(pixels: np.ndarray, model_input: dict) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(2, 0, 1) if layout == "NCHW" else x).astype(dtype)
 
 
+def input_to_picture(x: np.ndarray, model_input: dict) -> np.ndarray:
+    """One per-sample input back as the picture the model sees: uint8 (H, W, 3) RGB, the
+    inverse of picture_to_input's scaling and channel order (not of its resize and crop).
+    For showing samples and uploads on a page; InputError if the input is not a picture."""
+    height, width, channels, layout = picture_geometry(model_input)
+    rule = PictureRule.from_manifest(model_input.get("preprocess") or {})
+    x = np.asarray(x)
+    if x.shape != tuple(model_input["shape"]):
+        raise InputError(f"expected one input shaped {model_input['shape']}; got {x.shape}")
+    pixels = (x.transpose(1, 2, 0) if layout == "NCHW" else x).astype(np.float32)
+    if x.dtype != np.uint8:
+        pixels = (pixels * np.asarray(rule.std, np.float32) + np.asarray(rule.mean, np.float32)) * np.float32(rule.scale)
+    if channels == 1:
+        pixels = np.repeat(pixels, 3, axis=2)
+    elif rule.channel_order == "BGR":
+        pixels = pixels[..., ::-1]
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
 # ---------------------------------------------------------------- photos for our Fashion-MNIST model
 
 FLAT_RANGE = 16  # grey levels: a picture flatter than this is left unstretched (stretching shows noise)
@@ -213,6 +234,15 @@ def greyscale(picture: np.ndarray) -> np.ndarray:
     return grey
 
 
+def border_grey(grey: np.ndarray) -> float:
+    """The mean grey (0..255) of a (H, W) grey picture's outer ring, 1/16 of its shorter side
+    wide: the background fit_picture pads with, and inverts when it is light (> 127)."""
+    height, width = grey.shape
+    ring = max(1, min(height, width) // 16)
+    return float(np.concatenate([grey[:ring].ravel(), grey[-ring:].ravel(),
+                                 grey[:, :ring].ravel(), grey[:, -ring:].ravel()]).mean())
+
+
 def fit_picture(picture: np.ndarray, rows: int = RAW_SIZE, cols: int = RAW_SIZE, invert: bool | None = None,
                 contrast: bool = True) -> np.ndarray:
     """A photo as the model's raw input: uint8 (rows, cols), a light object on a dark
@@ -225,9 +255,7 @@ def fit_picture(picture: np.ndarray, rows: int = RAW_SIZE, cols: int = RAW_SIZE,
     """
     grey = greyscale(picture)
     height, width = grey.shape
-    ring = max(1, min(height, width) // 16)
-    border = np.concatenate([grey[:ring].ravel(), grey[-ring:].ravel(), grey[:, :ring].ravel(), grey[:, -ring:].ravel()])
-    background = float(border.mean())
+    background = border_grey(grey)
     scale = min(cols / width, rows / height)
     h, w = max(1, round(height * scale)), max(1, round(width * scale))
     canvas = np.full((rows, cols), background, np.float32)

@@ -145,3 +145,12 @@ def test_goal_checks_its_arguments():
         Goal("speed")
     with pytest.raises(ValueError, match="budget"):
         Goal("accuracy")
+
+
+def test_a_budget_must_be_milliseconds_above_zero():
+    for budget in (0, -5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="above 0"):
+            Goal("accuracy", budget_ms=budget)
+    with pytest.raises(ValueError, match="needs a latency budget"):
+        Goal("accuracy")
+    assert Goal("accuracy", budget_ms=0.2).budget_ms == 0.2 and Goal("latency").budget_ms is None

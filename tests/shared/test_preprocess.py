@@ -3,7 +3,17 @@
 import numpy as np
 import pytest
 
-from strata.preprocess import InputError, PictureRule, picture_to_input, prepare, resize, to_unit_images
+from strata.preprocess import (
+    InputError,
+    PictureRule,
+    border_grey,
+    fit_picture,
+    input_to_picture,
+    picture_to_input,
+    prepare,
+    resize,
+    to_unit_images,
+)
 
 
 def test_raw_28x28_uint8_is_scaled_and_zero_padded_to_32x32():
@@ -97,3 +107,29 @@ def test_pictures_and_rules_that_do_not_fit_say_what_was_expected():
         picture_to_input(_solid(8, 8, (0, 0, 0)), {"shape": [16, 5], "layout": None})
     with pytest.raises(InputError, match="5 channels"):
         picture_to_input(_solid(8, 8, (0, 0, 0)), _input([5, 8, 8]))
+
+
+def test_an_input_shows_again_as_the_picture_it_came_from():
+    picture = _solid(8, 8, (200, 30, 90))
+    for model_input in (_input([3, 8, 8], mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
+                        _input([8, 8, 3], "NHWC", channel_order="BGR", scale=1.0, mean=(104, 117, 123)),
+                        _input([8, 8, 3], "NHWC", "uint8"),
+                        _input([3, 8, 8], dtype="float16")):
+        shown = input_to_picture(picture_to_input(picture, model_input), model_input)
+        assert shown.dtype == np.uint8 and shown.shape == (8, 8, 3)
+        assert np.abs(shown.astype(int) - picture).max() <= 1, model_input
+    grey = input_to_picture(picture_to_input(picture, _input([1, 8, 8])), _input([1, 8, 8]))
+    assert (grey[..., 0] == grey[..., 1]).all() and abs(int(grey[0, 0, 0]) - round(0.299 * 200 + 0.587 * 30 + 0.114 * 90)) <= 1
+    with pytest.raises(InputError, match=r"expected one input shaped \[3, 8, 8\]"):
+        input_to_picture(np.zeros((3, 4, 4), np.float32), _input([3, 8, 8]))
+    with pytest.raises(InputError, match="not a picture"):
+        input_to_picture(np.zeros(5, np.float32), {"shape": [5], "layout": None})
+
+
+def test_fit_picture_pads_with_the_border_grey_and_inverts_a_light_one():
+    page = np.full((40, 20), 230, np.uint8)
+    page[10:30, 5:15] = 20  # a dark object on a light page
+    assert border_grey(page.astype(np.float32)) == 230
+    fitted = fit_picture(page, 28, 28)
+    assert fitted[14, 14] == 255 and fitted[0, 0] == 0, "inverted: a light object on a dark background"
+    assert fit_picture(page, 28, 28, invert=False)[14, 14] == 0

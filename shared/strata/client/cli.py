@@ -11,9 +11,12 @@ object per image instead, for scripts.
     strata classify --sample 0 --sample 1 --json
     strata classify photo.jpg --private --goal energy
 
-Pictures are fitted to the model's input as the page fits uploads
-(strata.preprocess.fit_picture). A model made by `strata split` takes a .npy file
-holding one input tensor (its per-sample shape, e.g. 3,224,224), or --sample.
+Pictures become the model's input by the model's one rule, as the page's uploads do
+(strata.client.pictures.picture_input): fitted into 28x28 greyscale for our Fashion-MNIST
+model, the manifest's resize, crop and normalization for a model made by `strata split`.
+A model whose input is not a picture takes a .npy file holding one input tensor (its
+per-sample shape, e.g. 3,224,224), or --sample. An output that is not per-class scores
+is printed as a summary: its shape, range and largest values.
 """
 
 from __future__ import annotations
@@ -68,7 +71,8 @@ def load_image(path: Path, client, invert: str):
     .npy tensor. CommandError, saying what was expected, for anything else."""
     import numpy as np
 
-    from strata.preprocess import InputError, fit_picture
+    from strata.client.pictures import picture_input, takes_pictures
+    from strata.preprocess import InputError
 
     if not path.is_file():
         raise CommandError(f"{path} does not exist")
@@ -77,8 +81,7 @@ def load_image(path: Path, client, invert: str):
             return np.load(path, allow_pickle=False)
         except ValueError as exc:
             raise CommandError(f"{path} is not a numpy .npy array: {exc}") from None
-    raw = client.manifest["input"].get("raw_size")
-    if raw is None:
+    if not takes_pictures(client.manifest):
         shape = client.manifest["input"].get("shape")
         raise CommandError(f"{path}: this model ({client.manifest.get('name')}) takes tensors, not pictures: "
                            f"pass a .npy file holding one input of shape {shape}, or --sample INDEX")
@@ -90,13 +93,29 @@ def load_image(path: Path, client, invert: str):
     except (UnidentifiedImageError, OSError) as exc:
         raise CommandError(f"{path} is not a picture Pillow can read ({exc}); give a PNG or JPEG file") from None
     try:
-        return fit_picture(pixels, *raw, invert=None if invert == "auto" else invert == "yes")
+        return picture_input(client.manifest, pixels, invert=None if invert == "auto" else invert == "yes")[0]
     except InputError as exc:
         raise CommandError(f"{path}: {exc}") from None
 
 
-def _class_name(client, label: int) -> str:
+def _class_name(client, label: int) -> str | None:
+    """The label's class name; None for an output that is not per-class scores (label -1)."""
+    if label < 0:
+        return None
     return client.classes[label] if label < len(client.classes) else str(label)
+
+
+def _what(client, result: dict) -> str:
+    """The answer in words: a class and its confidence, or a tensor's summary."""
+    summary = result["summary"]
+    if summary is not None:
+        top = ", ".join(f"{v['value']:.3g} at {v['at']}" for v in summary["top"][:3])
+        return (f"a {'x'.join(map(str, summary['shape']))} tensor, {summary['min']:.3g} to {summary['max']:.3g} "
+                f"(largest: {top})")
+    text = f"{_class_name(client, result['label'])} {100 * result['confidence']:.1f} %"
+    if result["uncertain"] == "branch-disagrees":
+        return text + f", uncertain: the branch said {_class_name(client, result['branch_label'])}"
+    return text + (", uncertain: low confidence" if result["uncertain"] else "")
 
 
 def _line(name: str, client, result: dict) -> str:
@@ -104,7 +123,7 @@ def _line(name: str, client, result: dict) -> str:
     where = {"browser": "on this device"}.get(result["tier"], f"by the {result['tier']}")
     if result["fallback"]:
         where += f" (fallback: {result['fallback']})"
-    return (f"{name}: {_class_name(client, result['label'])} {100 * result['confidence']:.1f} %, answered {where}, "
+    return (f"{name}: {_what(client, result)}, answered {where}, "
             f"plan a={plan['a']} b={plan['b']} {plan['codec']}{' +branch' if plan['branch'] else ''}, "
             f"{result['timing']['total_ms']:.1f} ms")
 

@@ -72,13 +72,6 @@ class Prober:
             raise RequestError(str(reply.header.get("code")), str(reply.header.get("message")))
         return (clock() - begin) * 1000, reply.header
 
-    async def measure_rtt(self, count: int) -> float:
-        """Median round trip of `count` small pings, in ms (waits for the link first)."""
-        await asyncio.wait_for(self.client.link.ready.wait(), 10.0)
-        times = sorted([(await self.ping())[0] for _ in range(count)])
-        middle = len(times) // 2
-        return times[middle] if len(times) % 2 else (times[middle - 1] + times[middle]) / 2
-
     async def probe_once(self, pings: int = 1) -> None:
         """RTT, then one probe each way sized to stay under 5 % of the link, then re-plan."""
         client, hello = self.client, self.client.link.hello

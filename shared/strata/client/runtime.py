@@ -30,6 +30,7 @@ import numpy as np
 from strata import device
 from strata.client.device_blocks import DeviceBlocks
 from strata.client.link import EdgeLink
+from strata.client.pictures import class_names
 from strata.client.prober import Prober
 from strata.client.profile import DeviceProfile
 from strata.client.transport import FloatSession, Transport
@@ -109,7 +110,8 @@ class Client:
         self.first_float = 0 if model is None else 1  # the device's first block beyond the bundle
         self.images, self.labels = samples
         self.blocks = len(manifest["blocks"])
-        self.classes = manifest.get("classes", [str(i) for i in range(10)])
+        self.classes = class_names(manifest)
+        self.output_kind = manifest.get("output", {}).get("kind", "logits")  # how answers read the output
         self.next_id = 0
         self.goal = Goal("latency")
         self.manual: Plan | None = None  # a plan fixed by hand, or None to follow the planner
@@ -214,14 +216,17 @@ class Client:
         device_blocks = self.device(plan.variant)
         if not device_blocks.ort_requested and (plan.a > self.first_float or self._ort_could_pay()):
             asyncio.ensure_future(self._load_ort(device_blocks))
-        route = self.route(plan)
+        route, forecast = self.planned(plan)
         for segment in route:
             if segment.executor == ORT:
                 device_blocks.join(segment.start, segment.stop)
+        shown = choice if self.manual is None else forecast  # the forecast is for the plan in force
         self.transport.notify("plan", {
-            "plan": plan.to_header(), "auto": self.manual is None, "predicted_ms": choice.latency_ms,
-            "energy_mj": choice.energy_mj, "accuracy": choice.accuracy, "meets_budget": choice.meets_budget,
-            "reason": "; ".join(filter(None, [note, choice.reason])), "changed": plan != previous,
+            "plan": plan.to_header(), "auto": self.manual is None,
+            "predicted_ms": shown and shown.latency_ms, "energy_mj": shown and shown.energy_mj,
+            "accuracy": shown and shown.accuracy, "meets_budget": shown and shown.meets_budget,
+            "reason": "; ".join(filter(None, [note, choice.reason if self.manual is None else ""])),
+            "changed": plan != previous,
             "context": self.context.describe(), "executors": self.executors(route)})
 
     def route(self, plan: Plan) -> list[Segment]:
@@ -336,7 +341,7 @@ class Client:
         self.next_id += 1
         self.last_request_at = self.transport.clock()
         conv1 = not route or route[0].executor == NUMPY  # else conv1 runs with the blocks after it
-        pending = device.start(self.model, image, plan, self.next_id, self.blocks, conv1=conv1)
+        pending = device.start(self.model, image, plan, self.next_id, self.blocks, conv1=conv1, kind=self.output_kind)
         step = Step(self.next_id, pending, plan, forecast)
         if pending.blocks is None:
             return self._settled(step)
@@ -399,7 +404,8 @@ class Client:
         started = self.transport.clock()
         x = np.asarray(x, np.float32)[None]
         features = x if self.model is not None and plan.a == 1 else None
-        pending = device.Pending(None, InferRequest(self.next_id, plan, x), None, None, features, started)
+        pending = device.Pending(None, InferRequest(self.next_id, plan, x), None, None, features, started,
+                                 kind=self.output_kind)
         return await self._send(pending, plan, self.planned(plan)[1], fall_back=features is not None or self.model is None)
 
     async def _send(self, pending: device.Pending, plan: Plan, forecast: Choice | None,
