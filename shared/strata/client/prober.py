@@ -14,7 +14,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from strata import wire
-from strata.client.profile import time_bundle
+from strata.client.profile import time_branch, time_bundle
 from strata.context import ContextTracker
 from strata.offload import RequestError
 from strata.probes import probe_bytes, transfer_rate_bps
@@ -105,11 +105,15 @@ class Prober:
         self.probed.set()
 
     def _refresh_device(self) -> None:
-        """Re-time conv1 and the branch on a sample when no request did lately (a few ms
-        a second), so the device's speed stays current when the application is idle, and a
-        start-up profile taken while it was still busy loading does not stick."""
+        """Re-time conv1 and the branch on a sample (the branch alone, for a bundle without
+        conv1) when no request did lately (a few ms a second), so the device's speed stays
+        current when the application is idle, and a start-up profile taken while it was
+        still busy loading does not stick."""
         client = self.client
         if client.model is None or client.transport.clock() - client.last_request_at < self.period_s:
+            return
+        if not client.model.holds_conv1:
+            client.context.on_device({"branch_ms": time_branch(client.model, client.attach_shape)})
             return
         conv1_ms, branch_ms = time_bundle(client.model, client.images[self.next_seq % len(client.images)])
         client.context.on_device({"conv1_ms": conv1_ms, "branch_ms": branch_ms})
