@@ -217,7 +217,7 @@ function showAnswer(answer, source) {
 }
 
 async function classify(index) {
-  showPixels(samplePixels(index), `test image ${index}`);
+  if (samples) showPixels(samplePixels(index), `test image ${index}`);  // a split model's samples are tensors
   return showAnswer(await callWorker("classify_sample", index), "gallery");
 }
 

@@ -106,7 +106,7 @@ def runtime_info():
 def gallery(count):
     """The first `count` sample images as one uint8 buffer (count x rows x cols), and labels;
     none for a split model, whose samples are input tensors rather than pictures."""
-    if CLIENT.model is None:
+    if CLIENT.manifest["input"].get("raw_size") is None:
         return {"pixels": to_js(np.zeros(0, np.uint8)), "labels": [], "size": 0}
     images = np.ascontiguousarray(CLIENT.images[:count], dtype=np.uint8)
     return {"pixels": to_js(images.reshape(-1)), "labels": [int(v) for v in CLIENT.labels[:count]],
