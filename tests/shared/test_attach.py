@@ -68,8 +68,7 @@ def test_odd_maps_pool_by_flooring_as_torch_does():
     assert avgpool2(odd)[0, 0, 0, 0] == np.mean(odd[0, 0, :2, :2])
 
 
-@pytest.mark.parametrize("exits", [True, False])
-def test_the_device_runs_blocks_before_the_branch_then_the_rest(exits):
+def _two_stretches(exits: bool) -> None:
     branch, _ = model(exit_threshold=0.0 if exits else 1.01)
     x = RNG.normal(size=(3, 32, 32)).astype(np.float32)
     pending = device.start(branch, x, Plan(3, 4, "f16", True), 1, 4)
@@ -83,6 +82,14 @@ def test_the_device_runs_blocks_before_the_branch_then_the_rest(exits):
     assert pending.answer is None and pending.blocks == (2, 3) and pending.block_input is features
     pending = device.after_blocks(pending, np.zeros((1, 16, 8, 8), np.float32), Plan(3, 4, "f16", True), 1, 4, branch)
     assert pending.request is not None and pending.request.tensor.shape == (1, 16, 8, 8)
+
+
+def test_the_device_runs_blocks_before_the_branch_then_answers_when_it_is_confident():
+    _two_stretches(exits=True)
+
+
+def test_the_device_runs_blocks_before_the_branch_then_the_rest_when_it_is_not():
+    _two_stretches(exits=False)
 
 
 def test_without_the_branch_the_device_runs_its_blocks_in_one_stretch():
@@ -109,7 +116,7 @@ def test_the_planner_pays_the_blocks_before_the_attach_point_on_every_sample():
                  branch_ms=2.0, exit_rate=0.7, attach=2)
     choice = plan(Costs(**table), Context(wifi, cloud), Goal("latency"))
     assert choice.plan.branch and choice.plan.a >= 2
-    assert choice.exit_ms == pytest.approx(1.0 + 3.0 + 2.0)
+    assert abs(choice.exit_ms - (1.0 + 3.0 + 2.0)) < 1e-9
 
 
 def test_the_context_routes_the_blocks_before_the_attach_point_apart():
@@ -122,7 +129,7 @@ def test_the_context_routes_the_blocks_before_the_attach_point_apart():
     assert context.route(4, branch=False) == [Segment(ORT, 0, 4)]
     assert context.route(4, branch=True) == [Segment(ORT, 0, 2), Segment(ORT, 2, 4)]
     runs = context.device_run_ms(4, branch=True)
-    assert runs[:2] == [None, None] and runs[2] == pytest.approx(2.0) and runs[4] == pytest.approx(4.0)
+    assert runs[:2] == [None, None] and abs(runs[2] - 2.0) < 1e-9 and abs(runs[4] - 4.0) < 1e-9
     assert context.costs(4).attach == 2
     context.on_device({"branch_ms": 6.0})
-    assert context.device_slowdown == pytest.approx(3.0)  # no conv1 in the bundle: the branch's times tell
+    assert abs(context.device_slowdown - 3.0) < 1e-9  # no conv1 in the bundle: the branch's times tell
