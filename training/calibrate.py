@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from strata.exits import RULES, exit_score
+from strata.exits import RULES, exit_score, should_exit
 
 CURVE_POINTS = 101
 DEFAULT_TOLERANCE = 0.003  # accuracy (0.3 points): a margin under the 0.5-point target
@@ -57,3 +57,12 @@ def calibrate(branch_logits: np.ndarray, main_logits: np.ndarray, labels: np.nda
                        "system_accuracy": best["system_accuracy"]},
         "curves": curves,
     }
+
+
+def figures_at_exit(logits: tuple[np.ndarray, np.ndarray], labels: np.ndarray, calibration: dict) -> dict:
+    """Accuracy of both paths and of the system at the calibrated exit (torch outputs) on one split."""
+    main, branch = (l.argmax(1) == labels for l in logits)
+    exits = should_exit(logits[1], calibration["rule"], calibration["threshold"])
+    return {"images": len(labels), "main_accuracy": float(main.mean()), "branch_accuracy": float(branch.mean()),
+            "exit_rate": float(exits.mean()), "exited_accuracy": float(branch[exits].mean()) if exits.any() else None,
+            "system_accuracy": float(np.where(exits, branch, main).mean())}

@@ -2,8 +2,10 @@
 
 The browser's code (strata.executor: conv1, binary branch, exit rule) decides which
 samples exit; the rest go through main-path blocks 1..N as chained ONNX files in
-onnxruntime, starting from conv1's output, as the edge receives it. No torch involved.
-Reports accuracy, exit rate and the confusion matrix.
+onnxruntime, starting from conv1's output, as the edge receives it. A branch that
+`strata branch` distilled holds no conv1: the blocks before its attach point K run in
+onnxruntime too, and the rest from K. No torch involved. Reports accuracy, exit rate and
+the confusion matrix.
 """
 
 from __future__ import annotations
@@ -57,25 +59,25 @@ def evaluate(models: Path, images: np.ndarray, labels: np.ndarray) -> dict:
     """System accuracy, exit rate and confusion matrix of browser exit + main path."""
     import onnxruntime as ort
 
+    from strata.exits import should_exit
     from strata.executor import load_browser_model
 
     manifest = json.loads((models / "manifest.json").read_text())
     bundle_name = manifest["browser_bundle"]["file"]
     browser = load_browser_model(manifest, {bundle_name: (models / bundle_name).read_bytes()})
     sessions = [ort.InferenceSession(str(models / block["file"]), providers=["CPUExecutionProvider"])
-                for block in manifest["blocks"][1:]]
+                for block in manifest["blocks"]]
+    head, tail = sessions[:browser.attach], sessions[browser.attach:]
     predictions, exits = np.empty(len(labels), np.int64), np.empty(len(labels), bool)
     for first in range(0, len(labels), BATCH):
         part = slice(first, first + BATCH)
-        result = browser.run(images[part])
-        answer = result.logits.argmax(1)
-        offloaded = ~result.exits
-        if offloaded.any():
-            x = result.features[offloaded]
-            for session in sessions:
-                x = session.run(None, {"input": x})[0]
-            answer[offloaded] = x.argmax(1)
-        predictions[part], exits[part] = answer, result.exits
+        features = browser.conv1(images[part]) if browser.holds_conv1 else run_sessions(head, browser.prepare(images[part]))
+        logits = browser.branch_logits(features)
+        exited = should_exit(logits, browser.rule, browser.threshold)
+        answer = logits.argmax(1)
+        if (~exited).any():
+            answer[~exited] = run_sessions(tail, features[~exited]).argmax(1)
+        predictions[part], exits[part] = answer, exited
         print(f"  {min(first + BATCH, len(labels))}/{len(labels)} images", flush=True)
     confusion = np.zeros((len(CLASSES), len(CLASSES)), np.int64)
     np.add.at(confusion, (labels, predictions), 1)
@@ -85,6 +87,13 @@ def evaluate(models: Path, images: np.ndarray, labels: np.ndarray) -> dict:
             "offloaded_accuracy": float(right[~exits].mean()) if (~exits).any() else None,
             "rule": manifest["exit"]["rule"], "threshold": manifest["exit"]["threshold"],
             "confusion": confusion.tolist()}
+
+
+def run_sessions(sessions: list, x: np.ndarray) -> np.ndarray:
+    """Block files chained in onnxruntime, as the edge runs them."""
+    for session in sessions:
+        x = session.run(None, {session.get_inputs()[0].name: x})[0]
+    return x
 
 
 def print_report(report: dict) -> None:

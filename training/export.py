@@ -66,7 +66,7 @@ def export(checkpoint: dict, splits, out: Path) -> dict:
 
     from strata.bundle import FORMAT_VERSION, sha256, write_bundle
     from strata.preprocess import RAW_SIZE, prepare
-    from training.calibrate import calibrate
+    from training.calibrate import calibrate, figures_at_exit
     from training.card import model_card
     from training.data import CLASSES, subset
     from training.evaluate import evaluate
@@ -240,13 +240,3 @@ def block_entry(index: int, block, file: str, in_shape: tuple, out_shape: tuple,
             "output_bytes_per_sample": 4 * int(np.prod(out_shape)), "macs": macs, "params": params,
             "ops": block_ops(block)}
 
-
-def figures_at_exit(logits: tuple[np.ndarray, np.ndarray], labels: np.ndarray, calibration: dict) -> dict:
-    """Accuracy of both paths and of the system at the calibrated exit (torch outputs) on one split."""
-    from strata.exits import should_exit
-
-    main, branch = (l.argmax(1) == labels for l in logits)
-    exits = should_exit(logits[1], calibration["rule"], calibration["threshold"])
-    return {"images": len(labels), "main_accuracy": float(main.mean()), "branch_accuracy": float(branch.mean()),
-            "exit_rate": float(exits.mean()), "exited_accuracy": float(branch[exits].mean()),
-            "system_accuracy": float(np.where(exits, branch, main).mean())}

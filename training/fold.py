@@ -3,7 +3,7 @@
 Main path: every conv absorbs its batch norm (weight * k, bias m), giving plain
 conv -> ReLU -> pool modules for ONNX, described also as op lists for numpy.
 
-Binary branch: a hidden block computes z = k * dot + m per channel (k = gamma * alpha /
+Binary branch (ours after conv1, or a distilled one after any attach point): a hidden block computes z = k * dot + m per channel (k = gamma * alpha /
 sigma) and the next block only sees z > 0, even after a max-pool because the map
 dot -> z is monotone once channels with k < 0 have their weights negated. So z > 0
 becomes the integer test dot >= threshold. The last block's k and m pass through the
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from strata.binary import weights_to_file
-from training.model import BinaryBlock, Classifier, FloatBlock, StrataNet
+from training.model import BinaryBlock, BinaryBranch, Classifier, FloatBlock, StrataNet
 
 
 def bn_affine(bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
@@ -61,8 +61,23 @@ def branch_bundle(model: StrataNet) -> tuple[dict, dict[str, np.ndarray]]:
     """The browser bundle's model description and tensors: conv1 float, branch in bits."""
     conv1 = folded_block(model.conv1)
     tensors = block_tensors(conv1, "conv1.")
-    description = {"conv1": block_ops(model.conv1, "conv1."), "binary": []}
     *blocks, classifier = model.branch
+    return {"conv1": block_ops(model.conv1, "conv1."), **fold_binary(blocks, classifier, tensors)}, tensors
+
+
+def distilled_bundle(branch: BinaryBranch) -> tuple[dict, dict[str, np.ndarray]]:
+    """The bundle of a distilled branch (training/distill.py): no float block; its input's
+    pools and per-channel thresholds (float32), then the binary blocks in bits."""
+    tensors = {"input.threshold": branch.threshold.detach().view(-1).numpy().astype(np.float32)}
+    description = {"input": {"threshold": "input.threshold", "pools": branch.pools}}
+    return {**description, **fold_binary(list(branch.blocks), branch.classifier, tensors)}, tensors
+
+
+def fold_binary(blocks: list[BinaryBlock], classifier: Classifier, tensors: dict[str, np.ndarray]) -> dict:
+    """Fold binary blocks and their classifier into bits, integer thresholds and a float16
+    classifier, adding the arrays to `tensors`; returns the bundle's "binary" and
+    "classifier" entries (see the module docstring)."""
+    description: dict = {"binary": []}
     for index, block in enumerate(blocks, 1):
         assert isinstance(block, BinaryBlock)
         k, m = bn_affine(block.bn)
@@ -83,7 +98,7 @@ def branch_bundle(model: StrataNet) -> tuple[dict, dict[str, np.ndarray]]:
         description["binary"].append({"weight": f"{name}.weight", "threshold": threshold,
                                       "cin": block.shape.cin, "cout": block.shape.cout, "pool": block.shape.pool})
     description["classifier"] = {"weight": "classifier.weight", "bias": "classifier.bias"}
-    return description, tensors
+    return description
 
 
 def integer_thresholds(k: np.ndarray, m: np.ndarray, fan_in: int) -> np.ndarray:

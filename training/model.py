@@ -99,9 +99,9 @@ class BinaryBlock(nn.Module):
 class Classifier(nn.Module):
     """Global average pool -> linear layer (float on both paths)."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, classes: int = NUM_CLASSES) -> None:
         super().__init__()
-        self.fc = nn.Linear(channels, NUM_CLASSES)
+        self.fc = nn.Linear(channels, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(x.mean(dim=(2, 3)))
@@ -132,3 +132,23 @@ def run_blocks(blocks: nn.ModuleList | list[nn.Module], x: torch.Tensor) -> torc
     for block in blocks:
         x = block(x)
     return x
+
+
+class BinaryBranch(nn.Module):
+    """A binary branch on its own (`strata branch`, training/distill.py), reading a main
+    path's tensor at its attach point, already average-pooled `pools` times (the pools have
+    no weights: the teacher pass applies them once, with strata.layers.avgpool2, as the
+    device does). Its input becomes +-1 by a fixed per-channel `threshold`, then BinaryBlocks
+    and a float Classifier, as StrataNet's branch; threshold 0 and no pools is that branch."""
+
+    def __init__(self, shapes: list[BlockShape], classes: int, threshold: torch.Tensor, pools: int = 0) -> None:
+        super().__init__()
+        assert not shapes[-1].pool, "the last block must not pool: its BN folds into the classifier"
+        self.pools = pools
+        self.register_buffer("threshold", threshold.view(1, -1, 1, 1).float())
+        self.blocks = nn.ModuleList([BinaryBlock(s) for s in shapes])
+        self.classifier = Classifier(shapes[-1].cout, classes)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Logits (N, classes) from the pooled attach tensor (N, C, H, W)."""
+        return self.classifier(run_blocks(self.blocks, pooled - self.threshold))

@@ -32,14 +32,13 @@ from strata.blocks import load_blocks
 from strata.blocks import run_blocks as run_numpy_blocks
 from strata.bundle import sha256
 
-from training.calibrate import curve
+from training.calibrate import curve, figures_at_exit
 from training.card import model_card
 from training.data import DATASET_DIR, Splits
 from training.export import (
     MODELS_DIR,
     artifact_entries,
     cut_entries,
-    figures_at_exit,
     run_chain,
     write_block_files,
     write_manifest,

@@ -174,8 +174,9 @@ def new_model(seed: int):
 
 
 def fit(model, trained: list, loss_fn: Callable, params: Iterable, train: tuple,
-        args: argparse.Namespace, label: str, epochs: int, lr: float) -> None:
-    """AdamW with a one-cycle schedule; only the `trained` modules are in train mode."""
+        args: argparse.Namespace, label: str, epochs: int, lr: float, flip: bool = True) -> None:
+    """AdamW with a one-cycle schedule; only the `trained` modules are in train mode.
+    train: (inputs, targets) tensors; `flip` mirrors half of each batch's inputs."""
     import torch
 
     x, y = train
@@ -193,8 +194,9 @@ def fit(model, trained: list, loss_fn: Callable, params: Iterable, train: tuple,
         for step, first in enumerate(range(0, len(y), args.batch_size), 1):
             batch = order[first:first + args.batch_size]
             images = x[batch]
-            flip = torch.rand(len(batch), generator=generator) < 0.5  # mirror half the images
-            images = torch.where(flip.view(-1, 1, 1, 1), images.flip(3), images)
+            if flip:
+                mirrored = torch.rand(len(batch), generator=generator) < 0.5  # mirror half the images
+                images = torch.where(mirrored.view(-1, 1, 1, 1), images.flip(3), images)
             loss = loss_fn(images, y[batch])
             optimizer.zero_grad()
             loss.backward()

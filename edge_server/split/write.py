@@ -15,6 +15,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from edge_server.split.cut_points import (
     node_macs,
     params,
     split_model,
+    walk,
 )
 from edge_server.split.prepare import Prepared, prepare
 from edge_server.split.samples import SAMPLES_FILE, read_pictures, sample_inputs, samples_entry, samples_file
@@ -118,6 +120,61 @@ def _block_entries(prepared: Prepared, pieces: list[onnx.ModelProto], ends: list
     } for k, piece in enumerate(pieces)]
 
 
+def _cut_entries(prepared: Prepared, ends: list[str]) -> list[dict]:
+    """The manifest's `cuts`: each block's input tensor, then the output: dtype and bytes per sample."""
+    sample = prepared.shapes.servable()
+    dtypes = {t: dtype_name(prepared.shapes.dtype(t)) for t in ends}
+    return [{"before_block": k, "tensor": t, "dtype": dtypes[t], "bytes_per_sample": _cut_bytes(sample[t], dtypes[t])}
+            for k, t in enumerate(ends)]
+
+
+def attach_cut(full: onnx.ModelProto, after_convs: int = 1) -> str:
+    """The tensor a branch attaches to: the last valid cut point before the model's
+    (after_convs + 1)-th Conv (in the stored order), that is after its first `after_convs`
+    convolutions and what follows them up to the next (batch norm, activation, pooling).
+    SplitError if the model has no such cut point."""
+    prepared = prepare(full)
+    valid = set(find_cut_points(prepared))
+    steps = walk(prepared.model.graph)
+    convs = [i for i, node in enumerate(steps.order) if node.op_type == "Conv"]
+    if len(convs) < after_convs:
+        raise SplitError(f"the model has {len(convs)} convolutions, fewer than the {after_convs} to attach after")
+    before = convs[after_convs] if len(convs) > after_convs else len(steps.order)
+    after = convs[after_convs - 1] + 1
+    found = [t for t, i in steps.single.items() if t in valid and after <= i <= before]
+    if not found:
+        raise SplitError(f"no tensor after the model's convolution {after_convs} and before the next can be cut "
+                         "(a residual or branching stretch): choose the attach point with --after K")
+    return max(found, key=lambda t: steps.single[t])
+
+
+def cut_also_at(folder: Path, manifest: dict, tensor: str) -> tuple[dict[str, bytes], dict]:
+    """A split folder's model (its full.onnx) cut also at `tensor`, in memory: the block files
+    (all renumbered) and the manifest with its blocks, cuts and their artifacts replaced, the
+    rest kept. Checked against full.onnx as `strata split` checks; SplitError if `tensor` is
+    not a valid cut point of the model, or is a cut already."""
+    path = Path(folder) / "full.onnx"
+    full = onnx.load(path)
+    prepared = prepare(full)
+    cuts = [c["tensor"] for c in manifest["cuts"][1:-1]]
+    if tensor in cuts:
+        raise SplitError(f"{tensor!r} is already a cut of {folder}")
+    order = walk(prepared.model.graph).single
+    if tensor not in find_cut_points(prepared) or any(c not in order for c in cuts):
+        raise SplitError(f"{tensor!r} is not a valid cut point of {path}")
+    cuts = sorted([*cuts, tensor], key=order.__getitem__)
+    pieces = split_model(prepared, cuts)
+    ends = [prepared.model.graph.input[0].name, *cuts, prepared.model.graph.output[0].name]
+    dtypes = [c["dtype"] for c in _cut_entries(prepared, ends)]
+    _check(prepared.model, pieces, SourceRunner(path, full), tolerance(dtypes, manifest.get("batch_independent", True)))
+    files = {f"block{k}.onnx": piece.SerializeToString() for k, piece in enumerate(pieces)}
+    artifacts = {name: digest for name, digest in manifest["artifacts"].items() if not name.startswith("block")}
+    artifacts.update({file: hashlib.sha256(data).hexdigest() for file, data in files.items()})
+    changes = [*manifest["source"]["changes"], f"cut also at {tensor!r}, where a branch attaches (strata branch)"]
+    return files, {**manifest, "blocks": _block_entries(prepared, pieces, ends, files), "cuts": _cut_entries(prepared, ends),
+                   "source": {**manifest["source"], "changes": changes}, "artifacts": artifacts}
+
+
 def _warnings(manifest: dict, prepared: Prepared, valid: list[str], max_blocks: int, all_cuts: bool) -> list[str]:
     """A cut too large for the edge's frame limit, and why there are fewer blocks than asked for."""
     notes = []
@@ -165,7 +222,6 @@ def make_split(model_path: Path, name: str | None = None, max_blocks: int = 12, 
         argmax = (ort_session(full).run(None, {ends[0]: inputs})[0].reshape(len(inputs), -1).argmax(axis=1)
                   .astype(np.int64) if is_classifier else None)
         files[SAMPLES_FILE] = samples_file(inputs, argmax)
-    sample = shapes.servable()
     manifest = {
         "format": MANIFEST_FORMAT,
         "version": 1,
@@ -180,8 +236,7 @@ def make_split(model_path: Path, name: str | None = None, max_blocks: int = 12, 
         "output": model_output,
         "blocks": _block_entries(prepared, pieces, ends, files),
         "macs_note": MACS_NOTE,
-        "cuts": [{"before_block": k, "tensor": t, "dtype": dtypes[t], "bytes_per_sample": _cut_bytes(sample[t], dtypes[t])}
-                 for k, t in enumerate(ends)],
+        "cuts": _cut_entries(prepared, ends),
         "full_graph": {"file": "full.onnx", "bytes": len(files["full.onnx"]), "input": ends[0], "output": ends[-1],
                        "chain_max_abs_diff": diffs["full"]},
     }
@@ -203,17 +258,25 @@ def _replaceable(out_dir: Path) -> bool:
         return not any(out_dir.iterdir())
 
 
-def write_folder(out_dir: Path, files: dict[str, bytes], manifest: dict) -> None:
+def write_folder(out_dir: Path, files: dict[str, bytes], manifest: dict, *, keep_others: bool = False,
+                 verify: Callable[[Path], None] | None = None) -> None:
     """Write the files and manifest.json into out_dir whole or not at all: into a temporary
-    folder beside it, then renamed into place (an earlier split there is replaced)."""
+    folder beside it, then renamed into place (an earlier split there is replaced).
+    `keep_others`: the temporary folder starts as a copy of out_dir, so files not given stay
+    (`strata branch` adds to a folder). `verify(folder)` may check the temporary folder
+    before it moves in, raising to keep out_dir as it was."""
     out_dir = Path(out_dir).absolute()
     if not _replaceable(out_dir):
         raise SplitError(f"{out_dir} exists and is not a folder strata split wrote; choose another --out")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
+        if keep_others and out_dir.exists():
+            shutil.copytree(out_dir, staging, dirs_exist_ok=True)
         for file, data in {**files, "manifest.json": (json.dumps(manifest, indent=1) + "\n").encode()}.items():
             (staging / file).write_bytes(data)
+        if verify is not None:
+            verify(staging)
         if out_dir.exists():
             old = out_dir.with_name(f"{staging.name}.old")
             os.rename(out_dir, old)

@@ -68,7 +68,8 @@ def binary_conv3x3(words: np.ndarray, weights: np.ndarray, cin: int) -> np.ndarr
 
 
 def or_pool2(bits: np.ndarray) -> np.ndarray:
-    """2x2 max-pool of +-1 values stored as bits (N, H, W, C): a logical OR."""
+    """2x2 max-pool of +-1 values stored as bits (N, H, W, C): a logical OR (odd sizes floor)."""
+    bits = bits[:, :bits.shape[1] // 2 * 2, :bits.shape[2] // 2 * 2]
     return (bits[:, 0::2, 0::2] | bits[:, 0::2, 1::2]) | (bits[:, 1::2, 0::2] | bits[:, 1::2, 1::2])
 
 

@@ -95,6 +95,15 @@ def check_artifact(manifest: dict, name: str, files: dict[str, bytes]) -> bytes:
     return files[name]
 
 
+def attach_point(manifest: dict) -> int | None:
+    """Where the manifest's browser bundle attaches its branch: the branch reads block K's
+    input, after the device ran blocks [0, K); None for a model without a bundle. A bundle
+    that holds conv1 itself (training/export.py) attaches after it, at 1; one that
+    `strata branch` distilled says where ("attach")."""
+    entry = manifest.get("browser_bundle")
+    return None if entry is None else int(entry.get("attach", 1))
+
+
 def load_bundle(manifest: dict, files: dict[str, bytes]) -> Bundle:
     """Verify the bundle bytes against the manifest (sha256, format version), then parse.
 

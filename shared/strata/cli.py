@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "export": "training.export",
     "evaluate": "training.evaluate",
     "prune": "training.prune",
+    "branch": "training.branch",
     "split": "edge_server.split.cli",
     "classify": "strata.client.cli",
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from strata.bundle import attach_point
 from strata.codecs import CODECS, encoded_bytes
 from strata.device_route import NUMPY, ORT, Segment, best_route, run_times, session_cost
 from strata.planner import Context, Costs, Link
@@ -23,10 +24,13 @@ BLOCK_WINDOW = 5  # timings per block and executor whose median stands for it
 class ContextTracker:
     def __init__(self, manifest: dict, hello: dict, conv1_ms: float | None, branch_ms: float | None,
                  macs_per_ms: float) -> None:
-        """conv1_ms and branch_ms: the browser bundle's times at start-up; None for a model
-        made by `strata split`, which has no bundle (its block 0 is a float block too)."""
+        """conv1_ms and branch_ms: the browser bundle's times at start-up; conv1_ms None for
+        a bundle that holds no conv1 (a branch `strata branch` distilled: the device runs
+        the blocks before its attach point from the main path's files, as float blocks),
+        both None for a model without a bundle."""
         self.manifest, self.hello = manifest, hello
         self.manifests = {"": manifest}  # variant -> its manifest
+        self.attach = attach_point(manifest) or 1  # the branch reads this block's input
         self.conv1_profile_ms = conv1_ms
         self.macs_per_ms = macs_per_ms  # the device's matmul speed, for blocks not yet measured
         self.branch_ms = branch_ms
@@ -119,9 +123,11 @@ class ContextTracker:
     # -- what the planner needs ----------------------------------------------------------
     @property
     def device_slowdown(self) -> float:
-        """How much slower the device is now than when it was profiled, from conv1's times."""
-        recent = self.conv1_recent.value
-        return max(recent / self.conv1_profile_ms, 0.1) if recent and self.conv1_profile_ms else 1.0
+        """How much slower the device is now than when it was profiled, from conv1's times
+        (the branch's, for a bundle without conv1)."""
+        recent, profiled = ((self.conv1_recent.value, self.conv1_profile_ms) if self.conv1_profile_ms
+                            else (self.branch_recent.value, self.branch_ms))
+        return max(recent / profiled, 0.1) if recent and profiled else 1.0
 
     def device_ms(self, runnable: int, variant: str = "") -> list[float | None]:
         """Per-block device times now, each in its fastest executor; None past the blocks
@@ -145,8 +151,9 @@ class ContextTracker:
         return table
 
     def route(self, stop: int, branch: bool, variant: str = "") -> list[Segment]:
-        """How the device runs blocks [0, stop) now: conv1 in numpy if the branch runs
-        (it reads conv1's output), then the fastest route (strata.device_route)."""
+        """How the device runs blocks [0, stop) now: if the branch runs, the blocks before
+        its attach point apart (it reads their output; conv1 in numpy when the bundle
+        holds it), then the fastest route (strata.device_route)."""
         _, segments = self._run(self._executor_ms(stop, variant), stop, branch)
         return segments
 
@@ -159,9 +166,19 @@ class ContextTracker:
         session = self._session_ms
         if not branch:
             return best_route(times, 0, stop, session)
-        conv1 = times[0].get(NUMPY, math.inf) if times else math.inf
-        ms, segments = best_route(times, 1, stop, session)
-        return conv1 + ms, [Segment(NUMPY, 0, 1), *segments]
+        head_ms, head = self._head(times)
+        ms, segments = best_route(times, self.attach, stop, session)
+        return head_ms + ms, [*head, *segments]
+
+    def _head(self, times: list[dict[str, float]]) -> tuple[float, list[Segment]]:
+        """How the device runs the blocks before the branch's attach point, in one route of
+        their own: conv1 in numpy when the bundle holds it, else the fastest route."""
+        head = times[:self.attach]
+        if self.conv1_profile_ms is not None:  # the bundle's conv1, in numpy
+            head = [{NUMPY: t.get(NUMPY, math.inf)} for t in head]
+        if len(head) < self.attach:
+            return math.inf, []
+        return best_route(head, 0, self.attach, self._session_ms)
 
     def device_run_ms(self, runnable: int, variant: str = "", branch: bool = False) -> list[float | None]:
         """The device's time for blocks [0, a), a = 0..N, as route() would run them; None
@@ -171,11 +188,11 @@ class ContextTracker:
         session = self._session_ms
         if not branch:
             runs = run_times(times, 0, session)
-        elif self.branch_ms is None or not times:
+        elif self.branch_ms is None or len(times) < self.attach:
             runs = []
         else:
-            conv1 = times[0].get(NUMPY, math.inf)
-            runs = [math.inf] + [conv1 + ms for ms in run_times(times, 1, session)]
+            head_ms = self._head(times)[0]
+            runs = [math.inf] * self.attach + [head_ms + ms for ms in run_times(times, self.attach, session)]
         runs += [math.inf] * (count - len(runs))
         return [None if math.isinf(ms) else ms for ms in runs]
 
@@ -208,7 +225,7 @@ class ContextTracker:
             cloud_ms=served.get("cloud_block_ms") or edge_ms,
             cut_bytes=self.cut_bytes(variant),
             branch_ms=None if self.branch_ms is None else self.branch_recent.value or self.branch_ms * self.device_slowdown,
-            exit_rate=figures.get("exit_rate", 0.0), accuracy=figures.get("main_accuracy", 1.0),
+            exit_rate=figures.get("exit_rate", 0.0), attach=self.attach, accuracy=figures.get("main_accuracy", 1.0),
             branch_accuracy=figures.get("system_accuracy", 1.0),
         )
 

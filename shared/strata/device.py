@@ -3,11 +3,13 @@ clients (evaluation, load generator, tests) drive the very same steps.
 
     start()    conv1 and, if the plan says so, the branch; a final answer (the branch
                is confident), the INFER request to send, or the tensor for the device's
-               further blocks [1, a) (or [0, a), when conv1 runs with them instead)
+               further blocks [1, a) (or [0, a), when conv1 runs with them instead; or
+               [0, K) first, for a branch attached at K that the bundle holds no blocks of)
     after_blocks()  those blocks ran (in whichever executor the worker chose, which may
-               be asynchronous): the answer if a = N, else the INFER request
+               be asynchronous): the branch if it waits for them, then the answer if
+               a = N, else the INFER request, or the device's blocks [K, a)
     finish()   turn the edge's RESULT into an answer, with the full timing breakdown
-    fall_back() the edge is unreachable or too slow: the branch answers, marked so
+    fall_back() the edge is unreachable or too slow: the branch (or the device) answers, marked so
 
 An answer reads the model's output by its kind (the manifest's output.kind): softmax
 over logits, probabilities as they are, and for any other tensor no label but a
@@ -26,7 +28,7 @@ from strata.exits import should_exit, softmax
 from strata.executor import BrowserModel
 from strata.offload import InferRequest, Result, split_transfer
 from strata.plan import Plan
-from strata.preprocess import prepare
+
 
 KINDS = ("logits", "probabilities", "tensor")  # the manifest's output.kind (edge_server/split/contract.py)
 LOW_CONFIDENCE = 0.5  # below even odds the label is more likely wrong than right: called uncertain
@@ -60,11 +62,12 @@ class Pending:
     request: InferRequest | None
     branch_logits: np.ndarray | None
     image: np.ndarray  # kept to run the branch on if we must fall back
-    features: np.ndarray | None  # conv1's output, when the device ran conv1
+    features: np.ndarray | None  # the branch's input (conv1's output for ours), when the device computed it
     started: float  # perf_counter() at start, in seconds
     timing: dict = field(default_factory=dict)  # device-side stages measured so far
-    blocks: tuple[int, int] | None = None  # (1, a) or (0, a): the device runs these next, on `block_input`
-    block_input: np.ndarray | None = None  # conv1's output, or the model's input if block 0 is among them
+    blocks: tuple[int, int] | None = None  # (start, stop): the device runs these next, on `block_input`
+    block_input: np.ndarray | None = None  # block start's input: conv1's output, or the model's input
+    branch_at: int | None = None  # the branch runs on the output of `blocks` (they end at its attach point)
     kind: str = "logits"  # how to read the model's output (KINDS)
 
 
@@ -105,8 +108,8 @@ def _answer(output: np.ndarray, tier: str, timing: dict, fallback: str | None = 
 def model_input(model: BrowserModel | None, images: np.ndarray) -> np.ndarray:
     """Block 0's input for a batch of what the shipped samples hold: our model's pictures,
     prepared (padded, normalized; strata.preprocess); a split model's samples are that
-    input already (model is None)."""
-    return np.asarray(images, np.float32) if model is None else prepare(images, model.mean, model.std)
+    input already (BrowserModel.prepare; as is when model is None)."""
+    return np.asarray(images, np.float32) if model is None else model.prepare(images)
 
 
 def start(model: BrowserModel | None, image: np.ndarray, plan: Plan, request_id: int, blocks: int,
@@ -119,44 +122,70 @@ def start(model: BrowserModel | None, image: np.ndarray, plan: Plan, request_id:
     `strata split` has no browser bundle (model is None): `image` is already its input
     tensor, and every block the device runs, from block 0, is one of those float blocks;
     `kind` says how to read its output (KINDS).
+    A bundle that holds no conv1 (a branch `strata branch` distilled) attaches at K: with
+    the branch, the device's blocks come in two calls, [0, K) and, if the branch does not
+    answer, [K, a); after_blocks() runs the branch between them.
     """
     begin = time.perf_counter()
     timing: dict = {}
-    logits = features = None
-    if model is None:
-        x = model_input(None, image[None])
+    if model is None or not model.holds_conv1:
+        x = model_input(model, image[None])
         pending = Pending(None, None, None, x, None, begin, timing, kind=kind)
-        if plan.a > 0:
-            pending.blocks, pending.block_input = (0, plan.a), x
+        if model is not None and plan.branch:
+            pending.branch_at = model.attach
+        stop = pending.branch_at or plan.a
+        if stop > 0:
+            pending.blocks, pending.block_input = (0, stop), x
             return pending
         return _onward(pending, x, plan, request_id, blocks)
     batch = image[None] if image.ndim == 2 else image
     if plan.a == 0 or not (conv1 or plan.branch):
         x = model_input(model, batch)
+        pending = Pending(None, None, None, batch, None, begin, timing, kind=kind)
         if plan.a > 0:
-            return Pending(None, None, None, batch, None, begin, timing, blocks=(0, plan.a), block_input=x)
-    else:
-        features = x = model.conv1(batch)
-        timing["conv1_ms"] = (time.perf_counter() - begin) * 1000
-        if plan.branch:
-            branch_begin = time.perf_counter()
-            logits = model.branch_logits(features)
-            timing["branch_ms"] = (time.perf_counter() - branch_begin) * 1000
-            if bool(should_exit(logits, model.rule, model.threshold)[0]):
-                return Pending(_answer(logits, "browser", _device_timing(timing, begin), exited=True), None, logits,
-                               batch, features, begin)
-    pending = Pending(None, None, logits, batch, features, begin, timing)
-    if plan.a > 1:
-        pending.blocks, pending.block_input = (1, plan.a), features
+            pending.blocks, pending.block_input = (0, plan.a), x
+            return pending
+        return _onward(pending, x, plan, request_id, blocks)
+    features = x = model.conv1(batch)
+    timing["conv1_ms"] = (time.perf_counter() - begin) * 1000
+    pending = Pending(None, None, None, batch, features, begin, timing, kind=kind)
+    if plan.branch and _branch(model, pending, features):
+        return pending
+    return _after_branch(pending, model, features, plan, request_id, blocks)
+
+
+def _branch(model: BrowserModel, pending: Pending, features: np.ndarray) -> bool:
+    """Run the branch on its input; True if it is confident, and then its answer is final."""
+    begin = time.perf_counter()
+    pending.branch_logits = logits = model.branch_logits(features)
+    pending.timing["branch_ms"] = (time.perf_counter() - begin) * 1000
+    if not bool(should_exit(logits, model.rule, model.threshold)[0]):
+        return False
+    pending.answer = _answer(logits, "browser", _device_timing(pending.timing, pending.started), exited=True)
+    return True
+
+
+def _after_branch(pending: Pending, model: BrowserModel, x: np.ndarray, plan: Plan, request_id: int,
+                  blocks: int) -> Pending:
+    """The branch's input `x` (block attach's) goes on: the device's blocks [attach, a) next, or the offload."""
+    if plan.a > model.attach:
+        pending.blocks, pending.block_input = (model.attach, plan.a), x
         return pending
     return _onward(pending, x, plan, request_id, blocks)
 
 
-def after_blocks(pending: Pending, x: np.ndarray, plan: Plan, request_id: int, blocks: int) -> Pending:
-    """The device's further blocks produced `x`: answer here (a = N) or ask the edge."""
+def after_blocks(pending: Pending, x: np.ndarray, plan: Plan, request_id: int, blocks: int,
+                 model: BrowserModel | None = None) -> Pending:
+    """The device's further blocks produced `x`: the branch next if it waits for them
+    (`model` then runs it), else answer here (a = N) or ask the edge."""
     pending.timing["blocks_ms"] = (time.perf_counter() - pending.started) * 1000 - sum(
         pending.timing.get(k, 0.0) for k in ("conv1_ms", "branch_ms"))
     pending.blocks = pending.block_input = None
+    if pending.branch_at is not None:
+        pending.branch_at, pending.features = None, x
+        if _branch(model, pending, x):
+            return pending
+        return _after_branch(pending, model, x, plan, request_id, blocks)
     return _onward(pending, x, plan, request_id, blocks)
 
 
@@ -186,14 +215,10 @@ def finish(pending: Pending, result: Result, up_bytes: int, down_bytes: int, rtt
                    branch_logits=pending.branch_logits)
 
 
-def fall_back(model: BrowserModel | None, pending: Pending, reason: str, logits: np.ndarray | None = None) -> Answer:
-    """Answer on the device when the edge cannot: better a marked answer than none. With
-    a bundle the branch answers; without one (a split model) the caller ran the rest of
-    the main path on the device and passes its `logits`."""
-    logits = pending.branch_logits if logits is None else logits
-    if logits is None:
-        features = pending.features if pending.features is not None else model.conv1(pending.image)
-        logits = model.branch_logits(features)
+def fall_back(pending: Pending, reason: str, logits: np.ndarray) -> Answer:
+    """Answer on the device when the edge cannot: better a marked answer than none. The
+    caller gives the logits: the branch's with a bundle, or without one (a split model)
+    the rest of the main path's, run on the device."""
     total = (time.perf_counter() - pending.started) * 1000
     device_ms = pending.request.device_ms if pending.request else total
     return _answer(logits, "browser", {"device_compute_ms": device_ms, "total_ms": total}, reason, kind=pending.kind)

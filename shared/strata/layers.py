@@ -46,11 +46,24 @@ def relu(x: np.ndarray) -> np.ndarray:
     return x.clip(min=0)
 
 
+def _even(x: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) without an odd last row and column: a 2x2 pool floors, as torch's and ONNX's do."""
+    return x[:, :, :x.shape[2] // 2 * 2, :x.shape[3] // 2 * 2]
+
+
 def maxpool2(x: np.ndarray) -> np.ndarray:
-    """2x2 max-pool, stride 2, of (N, C, H, W) with even H and W (four strided slices:
+    """2x2 max-pool, stride 2, of (N, C, H, W), flooring odd sizes (four strided slices:
     reducing over tiny reshaped axes is several times slower in Pyodide)."""
+    x = _even(x)
     return np.maximum(np.maximum(x[:, :, 0::2, 0::2], x[:, :, 0::2, 1::2]),
                       np.maximum(x[:, :, 1::2, 0::2], x[:, :, 1::2, 1::2]))
+
+
+def avgpool2(x: np.ndarray) -> np.ndarray:
+    """2x2 average pool, stride 2, of (N, C, H, W) float32, flooring odd sizes (the same
+    four strided slices as maxpool2)."""
+    x = _even(x)
+    return ((x[:, :, 0::2, 0::2] + x[:, :, 0::2, 1::2]) + (x[:, :, 1::2, 0::2] + x[:, :, 1::2, 1::2])) * np.float32(0.25)
 
 
 def global_avg_pool(x: np.ndarray) -> np.ndarray:

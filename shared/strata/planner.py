@@ -13,9 +13,10 @@ device energy and accuracy from:
 
 The model of one sample, with p the branch's exit rate when it runs:
 
-    always  = device(conv1) + branch_ms           with the branch (a >= 1)
+    always  = device(0..K) + branch_ms           with the branch (a >= K, its attach point;
+                                                   K = 1 for our model: conv1)
             = device(0..a)                         without it (p = 0)
-    rest    = device(0..a) - device(conv1)         with the branch, else 0
+    rest    = device(0..a) - device(0..K)          with the branch, else 0
     remote  = edge(a..b) + [b < N: ec_up(bytes[b]) + cloud(b..N) + ec_down]
     latency = always + (1 - p) * (rest + up(bytes[a]) + remote + down)
     energy  = compute_w * (always + (1 - p) * rest)
@@ -85,13 +86,14 @@ class Costs:
     cut_bytes: dict[str, list[int]]  # codec -> bytes per sample entering block k; index N: the output
     branch_ms: float | None = None  # None: no branch
     exit_rate: float = 0.0  # share of samples the branch answers when it runs
+    attach: int = 1  # the branch reads block `attach`'s input: the device runs [0, attach) first
     accuracy: float = 1.0  # main path alone
     branch_accuracy: float = 1.0  # the system with the branch and its exit rule
     codec_loss: dict[str, float] = field(default_factory=dict)  # accuracy lost per codec
     # The device's time for blocks [0, a), a = 0..N, as it runs them (strata.device_route:
     # onnxruntime-web blocks joined into one call), None where it cannot; without the
-    # branch, and with it (conv1 then in numpy, as the branch reads its output). None:
-    # the running sum of device_ms.
+    # branch, and with it (the blocks before its attach point then run apart from the
+    # rest, as the branch reads their output). None: the running sum of device_ms.
     device_run_ms: list[float | None] | None = None
     device_run_branch_ms: list[float | None] | None = None
 
@@ -189,9 +191,9 @@ def _table(branch: bool, codec: str, costs: Costs, context: Context, goal: Goal,
     latency of a sample that exits, latency of one that does not, the median's latency)."""
     n, power = costs.blocks, goal.power
     p = costs.exit_rate if branch else 0.0
-    # Always paid: conv1 and the branch when it runs; the device's further blocks and
-    # everything remote are paid only by the samples that do not exit.
-    first = np.full(n + 1, device[1]) if branch else device
+    # Always paid: the blocks before the attach point and the branch when it runs; the
+    # device's further blocks and everything remote are paid only by the samples that do not exit.
+    first = np.full(n + 1, device[costs.attach]) if branch else device
     always = first + (costs.branch_ms * context.device_slowdown if branch else 0.0)
     rest = device - first
     up = down = np.zeros(n + 1)
@@ -231,8 +233,10 @@ def _allowed(costs: Costs, context: Context, goal: Goal, device: np.ndarray, bra
     ok = ~np.isnan(device)
     if context.edge is None:
         ok &= a == n
-    if goal.privacy or branch:
+    if goal.privacy:
         ok &= a >= 1
+    if branch:
+        ok &= a >= costs.attach
     return ok
 
 

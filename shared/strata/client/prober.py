@@ -18,7 +18,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from strata import wire
-from strata.client.profile import time_bundle
+from strata.client.profile import time_branch, time_bundle
 from strata.context import ContextTracker
 from strata.offload import RequestError
 from strata.probes import probe_bytes, transfer_rate_bps
@@ -111,15 +111,18 @@ class Prober:
 
     async def _refresh_device(self) -> None:
         """When no request came lately, re-time a little of the device's work (a few ms a
-        second): conv1 and the branch on a sample, and one float block in each executor
+        second): conv1 and the branch on a sample (the branch alone when it attaches after
+        block K), and one float block in each executor
         it is loaded in, block after block. So the device's speed stays current while the
         application is idle, and times taken while it was still busy loading do not stick."""
         client = self.client
         if client.transport.clock() - client.last_request_at < self.period_s:
             return
-        if client.model is not None:
+        if client.model is not None and client.model.holds_conv1:
             conv1_ms, branch_ms = time_bundle(client.model, client.images[self.next_seq % len(client.images)])
             client.context.on_device({"conv1_ms": conv1_ms, "branch_ms": branch_ms})
+        elif client.model is not None:  # a branch attached after block K: the branch alone
+            client.context.on_device({"branch_ms": time_branch(client.model, client.attach_shape)})
         device_blocks = client.device(client.current_plan().variant)
         self._retimed = (self._retimed + 1) % device_blocks.count
         await device_blocks.retime(self._retimed)

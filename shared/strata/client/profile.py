@@ -19,14 +19,19 @@ from strata.executor import BrowserModel
 class DeviceProfile:
     """This device's speed at start-up: the planner's first device figures."""
 
-    conv1_ms: float | None  # the browser bundle's conv1 (None: a split model has no bundle)
-    branch_ms: float | None  # its binary branch
+    conv1_ms: float | None  # the browser bundle's conv1 (None: no bundle, or one without conv1)
+    branch_ms: float | None  # its binary branch (None: no bundle)
     macs_per_ms: float  # float32 matmul speed, for blocks not timed yet
 
     @classmethod
-    def measure(cls, model: BrowserModel | None, images: np.ndarray) -> DeviceProfile:
-        conv1_ms, branch_ms = (None, None) if model is None else profile_bundle(model, images)
-        return cls(conv1_ms, branch_ms, matmul_speed())
+    def measure(cls, model: BrowserModel | None, images: np.ndarray, attach_shape: list[int] | None = None
+                ) -> DeviceProfile:
+        """`attach_shape`: the branch's per-sample input shape, for a bundle without conv1."""
+        if model is None:
+            return cls(None, None, matmul_speed())
+        if model.holds_conv1:
+            return cls(*profile_bundle(model, images), matmul_speed())
+        return cls(None, time_branch(model, attach_shape), matmul_speed())
 
 
 def median_ms(work: Callable[[], object], repeats: int = 3) -> float:
@@ -55,6 +60,14 @@ def time_bundle(model: BrowserModel, image: np.ndarray) -> tuple[float, float]:
     middle = time.perf_counter()
     model.branch_logits(features)
     return (middle - begin) * 1000, (time.perf_counter() - middle) * 1000
+
+
+def time_branch(model: BrowserModel, attach_shape: list[int]) -> float:
+    """Median ms of a bundle's branch alone on one sample: its input is the main path's
+    tensor at the attach point (per-sample `attach_shape`), which a bundle without conv1
+    does not compute; XOR-popcount takes the same time whatever the bits."""
+    features = np.zeros((1, *attach_shape), np.float32)
+    return median_ms(lambda: model.branch_logits(features))
 
 
 def profile_bundle(model: BrowserModel, images: np.ndarray, repeats: int = 5) -> tuple[float, float]:

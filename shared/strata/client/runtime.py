@@ -37,6 +37,7 @@ from strata.client.transport import FloatSession, Transport
 from strata.codecs import CODECS, encode_tensor
 from strata.context import ContextTracker
 from strata.device import Answer
+from strata.bundle import attach_point
 from strata.device_route import NUMPY, ORT, Segment
 from strata.executor import BrowserModel, load_browser_model
 from strata.offload import InferRequest, RequestError, infer_frame, read_result
@@ -71,6 +72,7 @@ class Step:
     pending: device.Pending
     plan: Plan
     forecast: Choice | None
+    route: list[Segment] = dataclasses.field(default_factory=list)  # how the device runs its blocks
     segments: list[Segment] | None = None  # the device's blocks still to run, if any
     stretch: Stretch | None = None  # set: the fast executor runs this next, in one call
     classified: Classified | None = None  # set: the answer, nothing more to do
@@ -95,7 +97,9 @@ class Client:
 
     `model` is the browser bundle (conv1 and the binary branch), or None for a model made
     by `strata split`: then every block is a float block, the device runs them from block
-    0 in the fast float executor, and the shipped samples are already input tensors.
+    0 in the fast float executor, and the shipped samples are already input tensors. A
+    split model that `strata branch` gave a branch has a bundle without conv1: its blocks
+    are float blocks too, and the branch runs on the input of block `attach`.
     """
 
     def __init__(self, transport: Transport, edge_url: str, manifest: dict, model: BrowserModel | None,
@@ -107,7 +111,9 @@ class Client:
         self.ort_assets = ort_assets or {}
         self.variants: dict[str, tuple[dict, str]] = {}  # pruned variant -> (its manifest, its folder's path)
         self.variants_requested = False
-        self.first_float = 0 if model is None else 1  # the device's first block beyond the bundle
+        self.first_float = 1 if model is not None and model.holds_conv1 else 0  # the device's first block beyond the bundle
+        self.attach = attach_point(manifest)  # the branch reads this block's input; None: no branch
+        self.attach_shape = None if self.attach is None else manifest["blocks"][self.attach]["input_shape"]
         self.images, self.labels = samples
         self.blocks = len(manifest["blocks"])
         self.classes = class_names(manifest)
@@ -119,7 +125,7 @@ class Client:
         self.replanner = Replanner()
         self.context: ContextTracker | None = None  # once the edge said HELLO (see Prober)
         self.devices: dict[str, DeviceBlocks] = {}  # variant -> its float blocks, see device()
-        self.profile = profile or DeviceProfile.measure(model, self.images)
+        self.profile = profile or DeviceProfile.measure(model, self.images, self.attach_shape)
         self.last_request_at = 0.0  # clock() at the last classify
         self.prober = Prober(self)
         self._planned: dict[Plan, tuple[list[Segment], Choice | None]] = {}  # made at the last re-plan
@@ -164,13 +170,13 @@ class Client:
             return self.manual
         if self.replanner.current is not None and self.replanner.current.plan is not None:
             return self.replanner.current.plan
-        return default_plan(self.blocks, bundle=self.model is not None)
+        return default_plan(self.blocks, self.attach)
 
     def set_plan(self, plan: Plan | None) -> Plan:
         """Fix the plan by hand, or hand the choice back to the planner (None). Raise
         PlanError if it does not fit the model, or breaks the privacy promise."""
         if plan is not None:
-            plan.check(self.blocks)
+            plan.check(self.blocks, self.attach or 1)
             if self.goal.privacy and plan.a == 0:
                 raise PlanError(f"refused: {PRIVACY}; got a=0. Turn privacy off to upload raw input.")
         self.manual = plan
@@ -314,10 +320,11 @@ class Client:
 
     def measure_compression(self, count: int = 5) -> None:
         """What zlib gains on real tensors at the cuts the device can send (the raw input
-        and conv1's output), so the planner can weigh the "+z" codecs from the start."""
+        and, from a bundle that holds it, conv1's output), so the planner can weigh the
+        "+z" codecs from the start."""
         images = self.images[:count]
         tensors = {0: device.model_input(self.model, images)}
-        if self.model is not None:
+        if self.model is not None and self.model.holds_conv1:
             tensors[1] = self.model.conv1(images)
         for cut, x in tensors.items():
             for codec in CODECS:
@@ -342,12 +349,17 @@ class Client:
         self.last_request_at = self.transport.clock()
         conv1 = not route or route[0].executor == NUMPY  # else conv1 runs with the blocks after it
         pending = device.start(self.model, image, plan, self.next_id, self.blocks, conv1=conv1, kind=self.output_kind)
-        step = Step(self.next_id, pending, plan, forecast)
-        if pending.blocks is None:
+        return self._device_share(Step(self.next_id, pending, plan, forecast, route))
+
+    def _device_share(self, step: Step) -> Step:
+        """The device's blocks the pending sample asks for next, as far as they run without
+        waiting (see begin)."""
+        if step.pending.blocks is None:
             return self._settled(step)
-        start = pending.blocks[0]
-        step.segments = [Segment(s.executor, max(s.start, start), s.stop) for s in route if s.stop > start]
-        ready = self.device(plan.variant).run_ready(pending.block_input, step.segments)
+        start, stop = step.pending.blocks
+        step.segments = [Segment(s.executor, max(s.start, start), min(s.stop, stop))
+                         for s in step.route if s.start < stop and s.stop > start]
+        ready = self.device(step.plan.variant).run_ready(step.pending.block_input, step.segments)
         if ready is None:
             return step  # not ready: classify() runs the device's share, loading what it needs
         x, session = ready
@@ -364,9 +376,10 @@ class Client:
         return self._after_blocks(step, y)
 
     def _after_blocks(self, step: Step, x: np.ndarray) -> Step:
+        """The device's blocks ran: the branch may run next, then more blocks (a second stretch)."""
         step.segments = None
-        step.pending = device.after_blocks(step.pending, x, step.plan, step.request_id, self.blocks)
-        return self._settled(step)
+        step.pending = device.after_blocks(step.pending, x, step.plan, step.request_id, self.blocks, self.model)
+        return self._device_share(step)
 
     def _settled(self, step: Step) -> Step:
         """The device's share is done: learn its times; the answer, or the offload, is next."""
@@ -387,23 +400,25 @@ class Client:
         """Whatever a step still needs, awaited: the fast executor's call, or the device's
         blocks once they load, then the offload; its answer. (The browser's worker makes
         the fast executor's call itself, without Python's event loop, and resumes.)"""
-        if step.stretch is not None:
-            step = self.resume(step, await step.stretch.session(step.stretch.x))
-        elif step.segments is not None:
-            x = await self.device(step.plan.variant).run(step.pending.block_input, step.segments)
-            step = self._after_blocks(step, x)
+        while step.stretch is not None or step.segments is not None:
+            if step.stretch is not None:
+                step = self.resume(step, await step.stretch.session(step.stretch.x))
+            else:
+                x = await self.device(step.plan.variant).run(step.pending.block_input, step.segments)
+                step = self._after_blocks(step, x)
         return step.classified or await self._send(step.pending, step.plan, step.forecast)
 
     async def offload(self, x: np.ndarray, plan: Plan) -> Classified:
         """Send what the device computed elsewhere, the input of block plan.a for one
         sample (float32, without the batch), and await the answer: classify() without
         the device's share. The load benchmark drives the edge this way. It falls back on
-        the device as classify() does when it can (a bundle at a = 1, or a split model);
+        the device as classify() does when it can (a bundle at a = its attach point, or a
+        split model);
         otherwise a failed edge raises ConnectionError, TimeoutError or RequestError."""
         self.next_id += 1
         started = self.transport.clock()
         x = np.asarray(x, np.float32)[None]
-        features = x if self.model is not None and plan.a == 1 else None
+        features = x if self.model is not None and plan.a == self.model.attach else None
         pending = device.Pending(None, InferRequest(self.next_id, plan, x), None, None, features, started,
                                  kind=self.output_kind)
         return await self._send(pending, plan, self.planned(plan)[1], fall_back=features is not None or self.model is None)
@@ -435,10 +450,18 @@ class Client:
 
     async def _fall_back(self, pending: device.Pending, plan: Plan, reason: str) -> Answer:
         """The edge failed us: the branch answers, or with no bundle, the device runs the rest."""
-        if self.model is not None:
-            return device.fall_back(self.model, pending, reason)
-        logits = await self.device(plan.variant).run(pending.request.tensor, [Segment(ORT, plan.a, self.blocks)])
-        return device.fall_back(None, pending, reason, logits)
+        logits = pending.branch_logits
+        if logits is None and self.model is None:
+            logits = await self.device(plan.variant).run(pending.request.tensor, [Segment(ORT, plan.a, self.blocks)])
+        elif logits is None:
+            features = pending.features
+            if features is None and self.model.holds_conv1:
+                features = self.model.conv1(pending.image)
+            elif features is None:  # the branch's input: the device's blocks before it, on the model's input
+                route = self.route(dataclasses.replace(plan, a=self.model.attach, branch=True))
+                features = await self.device(plan.variant).run(pending.image, route)
+            logits = self.model.branch_logits(features)
+        return device.fall_back(pending, reason, logits)
 
     def _learn(self, answer: Answer, rtt: float | None) -> None:
         """Passive measurements from an offload: link rates and the edge's state."""
