@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from strata.cli import CommandError
 
-SUMMARY = "give any classifier a binary branch (the browser exit), distilled from the model (needs torch)"
+SUMMARY = "Give any classifier a binary branch (the browser exit), distilled from the model itself (needs torch)."
 BUNDLE = "browser_bundle.bin"
 QUICK = {"views": 8, "epochs": 8}  # --quick: minutes on 2 cores
 FULL = {"views": 16, "epochs": 30}
@@ -50,14 +50,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="attach the branch at the input of block K (default: after the first convolution)")
     parser.add_argument("--max-loss", type=float, default=1.0, metavar="POINTS",
                         help="agreement with the full model the exits may cost, in points (default: %(default)s)")
-    parser.add_argument("--temperature", type=float, default=4.0, help="of the distillation (default: %(default)s)")
+    parser.add_argument("--temperature", type=float, default=4.0, help="temperature of the distillation (default: %(default)s)")
     parser.add_argument("--views", type=int, help=f"views per picture (default: {FULL['views']}; --quick {QUICK['views']})")
-    parser.add_argument("--epochs", type=int, help=f"(default: {FULL['epochs']}; --quick {QUICK['epochs']})")
+    parser.add_argument("--epochs", type=int, help=f"training epochs (default: {FULL['epochs']}; --quick {QUICK['epochs']})")
     parser.add_argument("--held-out", type=float, default=0.2,
                         help="share of the sources for calibration, and again for the test (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=128, help="views per training step (default: %(default)s)")
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the one-cycle schedule")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the views, the held-out split and the training (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=2, help="torch and onnxruntime CPU threads")
     parser.add_argument("--quick", action="store_true", help=f"fewer views and epochs ({QUICK})")
 
