@@ -92,13 +92,16 @@ function showEdge({ state, detail }) {
 const sizeText = () => `${model.about.size[1]}×${model.about.size[0]}`;
 const className = (label) => (label >= 0 ? model.classes[label] : null);
 
-// Draw one gallery picture (RGBA) on a canvas; false if the model takes no pictures.
+// Draw one gallery picture (RGBA) on a canvas; false if the model takes no pictures, or
+// for a sample past the gallery (a batch may run over more samples than it shows).
 function drawSample(canvas, index) {
-  if (!samples.pixels) return false;
+  if (!samples.pixels || index >= samples.labels.length) return false;
   const size = samples.rows * samples.cols * 4;
   drawPicture(canvas, samples.pixels.subarray(index * size, (index + 1) * size), [samples.rows, samples.cols]);
   return true;
 }
+
+const sampleName = (index) => samples.names[index] ?? `sample ${index}`;
 
 function showSeen(draw, caption) {
   const preview = $("preview");
@@ -207,7 +210,7 @@ function showAnswer(answer, source) {
   const truth = answer.truth >= 0 ? `, ${model.about.truth}: ${className(answer.truth)}` : "";
   const detail = document.createElement("p");
   detail.className = "muted";
-  detail.textContent = (source === "gallery" ? `${samples.names[answer.index]}${truth}. ` : `From ${SOURCES[source]}. `)
+  detail.textContent = (source === "gallery" ? `${sampleName(answer.index)}${truth}. ` : `From ${SOURCES[source]}. `)
     + `Measured ${answer.timing.total_ms.toFixed(1)} ms`
     + (answer.predicted_ms != null ? `, predicted ${answer.predicted_ms.toFixed(1)} ms.` : ".");
   const plan = document.createElement("p");
@@ -229,7 +232,7 @@ function showAnswerPlan() {
 }
 
 async function classify(index) {
-  showSeen((canvas) => drawSample(canvas, index), samples.names[index]);
+  showSeen((canvas) => drawSample(canvas, index), sampleName(index));
   return showAnswer(await callWorker("classify_sample", index), "gallery");
 }
 
@@ -262,33 +265,36 @@ async function runBatch() {
   let right = 0, exits = 0, onDevice = 0, fallbacks = 0, previous = null;
   const body = $("run-table").tBodies[0];
   body.replaceChildren();
-  for (let index = 0; index < count; index++) {
-    const answer = await classify(index);
-    right += answer.label === answer.truth;
-    exits += answer.exited;  // the branch was confident: blocks after conv1 never ran
-    onDevice += answer.tier === "browser" && !answer.fallback;  // computed here, by the plan
-    fallbacks += Boolean(answer.fallback);
-    const row = body.insertRow();
-    Object.assign(row.dataset, { index, label: answer.label, tier: answer.tier, fallback: answer.fallback || "" });
-    const from = TIER_WORDS[answer.tier].replace(/^the /, "");
-    for (const text of [index, className(answer.truth) ?? "–", className(answer.label) ?? "tensor",
-      answer.fallback ? `${from} (fallback)` : from, answer.timing.total_ms.toFixed(1),
-      same(answer.plan, previous) ? "" : planCells(answer.plan, model.blocks)]) {
-      row.insertCell().textContent = text;
+  try {  // a failed request ends the run with its error shown (showInputError), the button usable again
+    for (let index = 0; index < count; index++) {
+      const answer = await classify(index);
+      right += answer.label === answer.truth;
+      exits += answer.exited;  // the branch was confident: blocks after conv1 never ran
+      onDevice += answer.tier === "browser" && !answer.fallback;  // computed here, by the plan
+      fallbacks += Boolean(answer.fallback);
+      const row = body.insertRow();
+      Object.assign(row.dataset, { index, label: answer.label, tier: answer.tier, fallback: answer.fallback || "" });
+      const from = TIER_WORDS[answer.tier].replace(/^the /, "");
+      for (const text of [index, className(answer.truth) ?? "–", className(answer.label) ?? "tensor",
+        answer.fallback ? `${from} (fallback)` : from, answer.timing.total_ms.toFixed(1),
+        same(answer.plan, previous) ? "" : planCells(answer.plan, model.blocks)]) {
+        row.insertCell().textContent = text;
+      }
+      row.cells[5].title = planWords(answer.plan, model.blocks);
+      previous = answer.plan;
+      lastRun.push(answer);
+      showHistogram();
+      const done = index + 1;
+      const summary = $("run-summary");
+      Object.assign(summary.dataset, { exits, onDevice, fallbacks });
+      summary.textContent = `${done}/${count}: `
+        + (answer.truth >= 0 ? `${model.about.agreement} ${percent(right, done)}, ` : "")
+        + `branch exits ${percent(exits, done)}, computed on this device ${percent(onDevice, done)}, fallbacks ${fallbacks}`;
     }
-    row.cells[5].title = planWords(answer.plan, model.blocks);
-    previous = answer.plan;
-    lastRun.push(answer);
-    showHistogram();
-    const done = index + 1;
-    const summary = $("run-summary");
-    Object.assign(summary.dataset, { exits, onDevice, fallbacks });
-    summary.textContent = `${done}/${count}: `
-      + (answer.truth >= 0 ? `${model.about.agreement} ${percent(right, done)}, ` : "")
-      + `branch exits ${percent(exits, done)}, computed on this device ${percent(onDevice, done)}, fallbacks ${fallbacks}`;
+    $("run-summary").dataset.done = String(count);
+  } finally {
+    $("run").disabled = false;
   }
-  $("run-summary").dataset.done = String(count);
-  $("run").disabled = false;
   return lastRun;
 }
 

@@ -210,6 +210,21 @@ def test_a_run_draws_a_latency_histogram_by_tier_with_p50_and_p95(edge_url: str,
     assert not watched.console_errors, watched.console_errors
 
 
+def test_the_default_batch_runs_past_the_gallerys_pictures(edge_url: str, open_page) -> None:
+    """The batch's default count (50) is more than the gallery shows (40): the samples past
+    it are classified too, with no picture to preview, and the button comes back."""
+    watched = open_page(edge_url)
+    page = watched.page
+    shown = page.locator("#gallery .sample").count()
+    count = int(page.input_value("#run-count"))
+    assert count > shown, f"the default batch ({count}) should run past the gallery ({shown})"
+    page.click("#run")
+    page.wait_for_selector(f"#run-summary[data-done='{count}']", timeout=120_000)
+    assert page.locator("#run-table tbody tr").count() == count and page.locator("#run").is_enabled()
+    assert page.inner_text("#preview-caption") == f"What the model sees: sample {count - 1}, 28×28."
+    assert not watched.console_errors, watched.console_errors
+
+
 def test_on_a_phone_one_column_no_sideways_scroll_and_every_control_named(edge_url: str, open_page) -> None:
     watched = open_page(edge_url, size="phone")
     page = watched.page
