@@ -84,7 +84,8 @@ CLIENT = None
 
 
 async def load_model(ws_url):
-    """Fetch and verify the model, profile this device, start the edge link and the probes."""
+    """Fetch and verify the model, start the edge link and the probes (the first of which
+    profiles this device)."""
     global CLIENT
     CLIENT = await Client.load(BrowserTransport(), ws_url)
     CLIENT.start()
@@ -92,8 +93,7 @@ async def load_model(ws_url):
     return {"blocks": CLIENT.blocks, "classes": CLIENT.classes, "samples": len(CLIENT.labels),
             "block_names": [block["name"] for block in manifest["blocks"]],
             "bundle_bytes": manifest.get("browser_bundle", {}).get("bytes", 0),
-            "plan": CLIENT.current_plan().to_header(),
-            "device": {"conv1_ms": CLIENT.profile.conv1_ms, "branch_ms": CLIENT.profile.branch_ms}}
+            "plan": CLIENT.current_plan().to_header()}
 
 
 def runtime_info():
