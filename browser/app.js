@@ -288,6 +288,7 @@ function showReady({ info, model: loaded, timings }) {
     "Cross-origin isolated": String(info.isolated),
     "Model": `${model.blocks} blocks; browser bundle ${(model.bundle_bytes / 1024).toFixed(0)} KiB`,
     "Load steps": Object.entries(timings.steps).map(([k, v]) => `${k} ${seconds(v)}`).join(", "),
+    "Python start": timings.snapshot ? "restored from its memory snapshot" : "started",
   });
   setUpPlanForm(model.plan, model.blocks);
   const transfer = callWorker("load_transfer");
@@ -309,6 +310,7 @@ function showReady({ info, model: loaded, timings }) {
   })().catch(showError);
   setUpDemo().catch(() => {});
   document.body.dataset.readyMs = readyMs.toFixed(1);
+  document.body.dataset.snapshot = String(timings.snapshot);
   document.body.dataset.ready = "true";
   callWorker("measure_rtt", 20).then((rtt) => {
     $("rtt").textContent = `${rtt.median_ms.toFixed(2)} ms median of ${rtt.samples} pings`;

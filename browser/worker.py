@@ -213,8 +213,7 @@ def classify_pixels(pixels, width, height):
 def load_transfer():
     """What this worker's downloads cost on the network so far, from the browser's Resource
     Timing, for the page to tell a cold load from a warm one. Each URL counts once, by its
-    first fetch: worker.js fetches every runtime file and Pyodide then fetches it again
-    from the HTTP cache. transferSize is 0 when the cache answered and only the headers
+    first fetch. transferSize is 0 when the cache answered and only the headers
     for a 304, so a warm load moves a small fraction of the encoded bytes, a cold one all."""
     first = {}
     for entry in js.performance.getEntriesByType("resource"):

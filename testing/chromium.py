@@ -26,6 +26,17 @@ def launch(playwright: Playwright) -> Browser:
     return playwright.chromium.launch(executable_path=EXECUTABLE, args=ARGS)
 
 
+def wait_for_cached_snapshot(page: Page, timeout_ms: float = 60_000) -> None:
+    """Wait until the page's worker has put the Python snapshot that assets.json names
+    into Cache Storage (browser/worker.js does it after a cold load's first answer), so
+    that the next load in this browser context can restore it."""
+    page.wait_for_function("""async () => {
+        const { python } = await (await fetch("/assets.json")).json();
+        const keys = await (await caches.open("strata-python-snapshot")).keys();
+        return keys.some((request) => new URL(request.url).pathname === python.snapshot.url);
+    }""", timeout=timeout_ms, polling=250)
+
+
 class PageWatch:
     """Everything a page did that a test may want to assert on."""
 
