@@ -1,7 +1,8 @@
 """Benchmarks: each reports medians over several runs and writes docs/bench/<name>.*
 
-  startup   cold and warm-cache time from page load to the worker's ready state, and
-            the bytes the browser downloads (compressed and raw), in headless Chromium
+  startup   cold and warm-cache time from page load to the first answer and to ready,
+            and the bytes the browser downloads (compressed and raw), in headless Chromium,
+            for Strata's page and for onnxruntime-web with the full model
   load      N concurrent browser-like clients against the edge (and its cloud), with
             and without dynamic batching: throughput, p50/p99 latency, edge overhead
   adaptive  the planner against every fixed plan and the single-tier strategies, in
