@@ -1,8 +1,9 @@
 """Benchmarks: each reports medians over several runs and writes <out>/<name>.*: build/bench/
 by default, docs/bench/ (--out docs/bench) for results meant to be committed.
 
-  startup   cold and warm-cache time from page load to the worker's ready state, and
-            the bytes the browser downloads (compressed and raw), in headless Chromium
+  startup   cold and warm-cache time from page load to the first answer and to ready,
+            and the bytes the browser downloads (compressed and raw), in headless Chromium,
+            for Strata's page and for onnxruntime-web with the full model
   load      N concurrent browser-like clients against the edge (and its cloud), with
             and without dynamic batching: throughput, p50/p99 latency, edge overhead
   replicas  64 such clients against one edge, and against one and two edges behind

@@ -329,6 +329,7 @@ function showReady({ info, model: loaded, timings }) {
     "Model": `${model.about.name}: ${model.blocks} blocks`
       + (model.bundle_bytes ? `; browser bundle ${(model.bundle_bytes / 1024).toFixed(0)} KiB` : ""),
     "Load steps": Object.entries(timings.steps).map(([k, v]) => `${k} ${seconds(v)}`).join(", "),
+    "Python start": timings.snapshot ? "restored from its memory snapshot" : "started",
   });
   showModel(model.about);
   setUpPlan({ loaded: model, initial: model.plan, callWorker, onError: showError });
@@ -352,6 +353,7 @@ function showReady({ info, model: loaded, timings }) {
   setUpDemo().catch(() => {});
   charts.catch((error) => { $("context-plots").dataset.error = `charts unavailable (${error.message})`; });
   document.body.dataset.readyMs = readyMs.toFixed(1);
+  document.body.dataset.snapshot = String(timings.snapshot);
   document.body.dataset.ready = "true";
 }
 

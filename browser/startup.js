@@ -17,7 +17,7 @@ export function showProgress({ phase, step, loaded, total, transferredTotal }) {
   $("load-steps").querySelectorAll("li").forEach((item, k) => {
     item.dataset.state = k < at ? "done" : k === at ? "active" : "pending";
   });
-  $("load-bytes").textContent = `${mb(loaded)} of ${mb(total)} (${mb(transferredTotal)} over the wire, gzip)`;
+  $("load-bytes").textContent = `${mb(loaded)} of ${mb(total)} (${mb(transferredTotal)} over the wire, compressed)`;
 }
 
 // Every step done, each with its time (seconds by step, from the worker).

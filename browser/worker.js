@@ -1,31 +1,74 @@
-// The Web Worker: fetches Pyodide, numpy and the strata wheel with byte-level progress,
-// starts Python, runs browser/worker.py, then serves the page's calls into it.
-// Every URL is on the edge server.
+// The Web Worker: starts Python with numpy and strata (browser/boot.mjs), runs
+// browser/worker.py, then serves the page's calls into it. Every URL is on the edge server.
+//
+// Start-up (docs/architecture.md): every runtime file is fetched at once and checked
+// against its sha256 in assets.json; the wasm (Pyodide's and numpy's) compiles while it
+// downloads, and the browser keeps the compiled code for the next load. A load that
+// finds Python's memory snapshot in Cache Storage restores it instead of starting Python
+// and importing numpy, strata and worker.py; a load that does not, fetches the snapshot
+// after its first answer, for the next one.
+import { installPython, startPython } from "./boot.mjs";
 
 const post = (type, data = {}) => self.postMessage({ type, ...data });
-const PYTHON_MODULES = ["ort_web.py"];
 let pyodide = null;
 
 // For Python (ort_web.py), which cannot write a dynamic import() itself.
 self.importModule = (url) => import(url);
 
-// Fetch one file, reporting progress; the bytes land in the HTTP cache, so Pyodide's
-// own fetch of the same URL right after is served from there.
-async function fetchBytes(url, progress) {
-  const response = await fetch(url);
-  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}; run \`make provision\` on the server`);
-  const reader = response.body.getReader();
-  const chunks = [];
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    progress(value.length);
+const hex = (buffer) => Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, "0")).join("");
+const sha256 = async (bytes) => hex(await crypto.subtle.digest("SHA-256", bytes));
+// assets.json's sha256 as fetch's integrity option: the browser checks the body against it.
+const integrity = (sha) => `sha256-${btoa(String.fromCharCode(...sha.match(/../g).map((h) => parseInt(h, 16))))}`;
+
+async function fetchChecked(asset, init = {}) {
+  let response;
+  try {
+    response = await fetch(asset.url, { ...init, integrity: integrity(asset.sha256) });
+  } catch (error) {
+    throw new Error(`${asset.url}: ${error.message} (it must have sha256 ${asset.sha256}; run \`make provision\` on the server)`);
   }
-  const bytes = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let offset = 0;
-  for (const chunk of chunks) { bytes.set(chunk, offset); offset += chunk.length; }
-  return bytes;
+  if (!response.ok) throw new Error(`${asset.url}: HTTP ${response.status}; run \`make provision\` on the server`);
+  return response;
+}
+
+// Python's memory snapshot lives in Cache Storage, decoded: reading 25 MB back from there
+// takes a fraction of what decompressing it from the HTTP cache does. (No Cache Storage
+// outside secure contexts: such a page always starts Python.)
+const SNAPSHOTS = "strata-python-snapshot";
+
+// The snapshot, if this load may restore it: the one assets.json names (its URL changes
+// with numpy, strata and the standard library), cached by an earlier load, still matching
+// its sha256, and taken with this worker.py and these modules (`sources`, name -> bytes).
+// Else null.
+async function cachedSnapshot(snapshot, sources) {
+  if (!self.caches) return null;
+  const [cached, ...digests] = await Promise.all([
+    caches.open(SNAPSHOTS).then((cache) => cache.match(snapshot.url)),
+    ...Object.values(sources).map(sha256)]);
+  if (!cached || Object.keys(sources).some((name, i) => digests[i] !== snapshot.inputs[name])) return null;
+  const bytes = new Uint8Array(await cached.arrayBuffer());
+  if (await sha256(bytes) !== snapshot.sha256) {
+    console.warn(`the cached Python snapshot does not match its sha256 ${snapshot.sha256}: starting Python`);
+    return null;
+  }
+  return { bytes, table_bases: snapshot.table_bases };
+}
+
+// After the first answer, a load that started Python caches the snapshot for the next one.
+let snapshotToCache = null;
+
+async function cacheSnapshot(snapshot) {
+  const cache = await caches.open(SNAPSHOTS);
+  await cache.put(snapshot.url, await fetchChecked(snapshot, { priority: "low" }));
+  const url = new URL(snapshot.url, self.location.href).href;
+  await Promise.all((await cache.keys()).filter((request) => request.url !== url).map((old) => cache.delete(old)));
+}
+
+function cacheSnapshotOnce() {
+  if (!snapshotToCache) return;
+  const snapshot = snapshotToCache;
+  snapshotToCache = null;
+  cacheSnapshot(snapshot).catch((error) => console.warn(`the Python snapshot was not cached: ${error.message}`));
 }
 
 async function start(wsUrl) {
@@ -34,54 +77,72 @@ async function start(wsUrl) {
   const mark = (name, since) => { steps[name] = performance.now() - since; };
 
   const assets = await (await fetch("/assets.json")).json();
-  const all = [...assets.files, assets.strata_wheel];
-  const total = all.reduce((n, a) => n + a.bytes, 0);
-  const transferredTotal = all.reduce((n, a) => n + a.gzip_bytes, 0);
+  const { pyodide: core, python } = assets;
+  const files = [core.loader, core.script, core.wasm, python.stdlib, python.lock, ...python.libraries,
+    python.site_packages];
+  const total = files.reduce((n, a) => n + a.bytes, 0);
+  const transferredTotal = files.reduce((n, a) => n + a.br_bytes, 0);
   let loaded = 0;
   let done = 0;
-  let lastPost = 0;
-  let t = performance.now();
-  // All at once: from a warm cache each file costs a round trip, which in turn add up.
-  const fetched = await Promise.all(all.map(async (asset) => {
-    const bytes = await fetchBytes(asset.url, (n) => {
-      loaded += n;
-      const now = performance.now();
-      if (now - lastPost > 30) {
-        lastPost = now;
-        post("progress", { phase: "download", step: `Downloading the runtime (${done} of ${all.length} files)`, loaded, total,
-          transferredTotal });
-      }
-    });
+  // phase: the page's step (browser/startup.js): download, python, packages, model.
+  const progress = (phase, step) => post("progress", { phase, step, loaded, total, transferredTotal });
+  const arrived = (asset) => (value) => {
+    loaded += asset.bytes;
     done += 1;
-    return bytes;
-  }));
-  const wheel = fetched[all.indexOf(assets.strata_wheel)];
-  post("progress", { phase: "python", step: "Starting Python", loaded, total, transferredTotal });
-  mark("download", t);
+    progress("download", `Downloading the runtime (${done} of ${files.length} files)`);
+    return value;
+  };
+  const compile = (asset) => WebAssembly.compileStreaming(fetchChecked(asset)).then(arrived(asset));
+  const bytes = (asset) => fetchChecked(asset).then((r) => r.arrayBuffer()).then((b) => new Uint8Array(b)).then(arrived(asset));
+  const blobUrl = (asset, type) => bytes(asset).then((b) => URL.createObjectURL(new Blob([b], { type })));
 
+  let t = performance.now();
+  const interpreter = compile(core.wasm);
+  const libraries = python.libraries.map((asset) => ({ path: asset.path, module: compile(asset) }));
+  const names = [python.main, ...python.modules];  // served with the page, as worker.js is
+  const sources = Promise.all(names.map(async (name) => {
+    const response = await fetch(name);
+    if (!response.ok) throw new Error(`${name}: HTTP ${response.status}`);
+    return new Uint8Array(await response.arrayBuffer());
+  }));
+  const restorable = sources.then((all) => cachedSnapshot(python.snapshot, Object.fromEntries(names.map((n, i) => [n, all[i]]))));
+  // Pyodide's scripts are imported from the checked bytes, the interpreter reads the rest from them.
+  const [loaderURL, scriptURL, stdLibURL, lockFileURL, sitePackages, source, cached] = await Promise.all([
+    blobUrl(core.loader, "text/javascript"), blobUrl(core.script, "text/javascript"), blobUrl(python.stdlib),
+    blobUrl(python.lock), bytes(python.site_packages), sources, restorable]);
+  mark("download", t);
+  const text = (name) => new TextDecoder().decode(source[names.indexOf(name)]);
+  let snapshot = cached;
   t = performance.now();
-  const { loadPyodide } = await import(`${assets.pyodide.index_url}pyodide.mjs`);
-  pyodide = await loadPyodide({ indexURL: assets.pyodide.index_url });
+  progress("python", snapshot ? "Restoring Python" : "Starting Python");
+  const options = { indexURL: core.index_url, loaderURL, scriptURL, interpreter, libraries, stdLibURL, lockFileURL };
+  try {
+    ({ pyodide } = await startPython({ ...options, snapshot }));
+  } catch (error) {
+    if (!snapshot) throw error;
+    console.warn(`starting without the Python snapshot: ${error.message}`);
+    snapshot = null;
+    ({ pyodide } = await startPython(options));
+  }
+  [loaderURL, scriptURL, stdLibURL, lockFileURL].forEach((url) => URL.revokeObjectURL(url));
+  if (!snapshot && self.caches) snapshotToCache = python.snapshot;
   mark("python", t);
 
   t = performance.now();
-  post("progress", { phase: "packages", step: "Loading numpy and strata", loaded, total, transferredTotal });
-  const failures = [];
-  await pyodide.loadPackage(assets.pyodide.packages, { messageCallback: () => {}, errorCallback: (m) => failures.push(m) });
-  if (failures.length) throw new Error(`loading ${assets.pyodide.packages} failed: ${failures.join("; ")}`);
-  pyodide.unpackArchive(wheel, "wheel");
-  // worker.py imports these from the working directory, which is on Python's path.
-  for (const name of PYTHON_MODULES) pyodide.FS.writeFile(name, await (await fetch(name)).text());
-  pyodide.runPython(await (await fetch("worker.py")).text());
+  progress("packages", "Loading numpy and strata");
+  const modules = Object.fromEntries(python.modules.map((name) => [name, text(name)]));
+  // Restored, worker.py has run already; Python's random numbers must not repeat the snapshot's.
+  installPython(pyodide, { sitePackages, modules, main: snapshot ? undefined : text(python.main) });
+  if (snapshot) pyodide.runPython("import sys; 'random' in sys.modules and sys.modules['random'].seed()");
   mark("packages", t);
 
   t = performance.now();
-  post("progress", { phase: "model", step: "Loading the model", loaded, total, transferredTotal });
+  progress("model", "Loading the model");
   const model = await call("load_model", [wsUrl]);
   mark("model", t);
 
   const info = await call("runtime_info", []);
-  post("ready", { info, model, timings: { ready_ms: performance.now() - t0, steps } });
+  post("ready", { info, model, timings: { ready_ms: performance.now() - t0, steps, snapshot: Boolean(snapshot) } });
 }
 
 // worker.py's functions, looked up once.
@@ -151,7 +212,7 @@ self.onmessage = ({ data }) => {
     const run = data.method === "bare_ort" ? () => bareOrt(...data.args)
       : () => (STEPPED.has(data.method) ? classify : call)(data.method, data.args);
     run().then(
-      (result) => post("reply", { id: data.id, result }),
+      (result) => { post("reply", { id: data.id, result }); if (STEPPED.has(data.method)) cacheSnapshotOnce(); },
       (error) => post("reply", { id: data.id, error: String((error && error.message) || error) }),
     );
   }

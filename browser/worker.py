@@ -92,7 +92,8 @@ MAX_PICTURE_PX = 4096  # longest side of a picture the page may send (it sends a
 
 
 async def load_model(ws_url):
-    """Fetch and verify the model, profile this device, start the edge link and the probes."""
+    """Fetch and verify the model, start the edge link and the probes (the first of which
+    profiles this device)."""
     global CLIENT
     CLIENT = await Client.load(BrowserTransport(), ws_url)
     CLIENT.start()
@@ -100,8 +101,7 @@ async def load_model(ws_url):
     return {"blocks": CLIENT.blocks, "classes": CLIENT.classes, "samples": len(CLIENT.labels),
             "block_names": [block["name"] for block in manifest["blocks"]],
             "bundle_bytes": manifest.get("browser_bundle", {}).get("bytes", 0),
-            "plan": CLIENT.current_plan().to_header(), "about": describe(manifest),
-            "device": {"conv1_ms": CLIENT.profile.conv1_ms, "branch_ms": CLIENT.profile.branch_ms}}
+            "plan": CLIENT.current_plan().to_header(), "about": describe(manifest)}
 
 
 def runtime_info():
@@ -237,8 +237,7 @@ def classify_picture(pixels, width, height, invert=None, contrast=True):
 def load_transfer():
     """What this worker's downloads cost on the network so far, from the browser's Resource
     Timing, for the page to tell a cold load from a warm one. Each URL counts once, by its
-    first fetch: worker.js fetches every runtime file and Pyodide then fetches it again
-    from the HTTP cache. transferSize is 0 when the cache answered and only the headers
+    first fetch. transferSize is 0 when the cache answered and only the headers
     for a 304, so a warm load moves a small fraction of the encoded bytes, a cold one all."""
     first = {}
     for entry in js.performance.getEntriesByType("resource"):

@@ -38,6 +38,15 @@ def trust(cert_pem: bytes) -> str:
     spki = x509.load_pem_x509_certificate(cert_pem).public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return f"--ignore-certificate-errors-spki-list={base64.b64encode(hashlib.sha256(spki).digest()).decode()}"
+def wait_for_cached_snapshot(page: Page, timeout_ms: float = 60_000) -> None:
+    """Wait until the page's worker has put the Python snapshot that assets.json names
+    into Cache Storage (browser/worker.js does it after a cold load's first answer), so
+    that the next load in this browser context can restore it."""
+    page.wait_for_function("""async () => {
+        const { python } = await (await fetch("/assets.json")).json();
+        const keys = await (await caches.open("strata-python-snapshot")).keys();
+        return keys.some((request) => new URL(request.url).pathname === python.snapshot.url);
+    }""", timeout=timeout_ms, polling=250)
 
 
 class PageWatch:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import http.client
 import json
 import time
 from urllib.parse import urlsplit
 
+import brotli
 import httpx
 import numpy as np
 import onnxruntime as ort
@@ -17,7 +19,8 @@ from edge_server.blocks.main_path import MainPath
 from edge_server.config import REPO
 from edge_server.edge.demo_link import OFFLINE_GRACE_S, OFFLINE_S
 from edge_server.edge.joined import DIGESTS_HEADER
-from edge_server.edge.static import accepts_gzip
+from edge_server.edge.static import accepts
+from edge_server.provision.browser_runtime import cold_start_files
 from testing.servers import edge_process
 
 WASM = "/pyodide/0.27.7/pyodide.asm.wasm"
@@ -53,6 +56,16 @@ def test_wasm_is_gzipped_for_clients_that_accept_it(edge_url: str) -> None:
     assert raw.content[:4] == b"\0asm"
 
 
+def test_brotli_is_preferred_when_the_client_accepts_it(edge_url: str) -> None:
+    raw = httpx.get(edge_url + WASM, headers={"Accept-Encoding": "identity"}).content
+    with httpx.stream("GET", edge_url + WASM, headers={"Accept-Encoding": "gzip, deflate, br, zstd"}) as response:
+        body = b"".join(response.iter_raw())
+        assert response.headers["content-encoding"] == "br"
+    assert brotli.decompress(body) == raw
+    with httpx.stream("GET", edge_url + WASM, headers={"Accept-Encoding": "gzip, br;q=0"}) as response:
+        assert response.headers["content-encoding"] == "gzip"
+
+
 def test_versioned_runtime_is_immutable_and_page_revalidates(edge_url: str) -> None:
     assert "immutable" in httpx.get(edge_url + WASM).headers["cache-control"]
     page = httpx.get(edge_url + "/")
@@ -61,13 +74,16 @@ def test_versioned_runtime_is_immutable_and_page_revalidates(edge_url: str) -> N
     assert again.status_code == 304
 
 
-def test_assets_list_only_local_files_with_sizes(edge_url: str) -> None:
+def test_assets_list_only_local_files_with_their_sizes_and_sha256(edge_url: str) -> None:
     assets = httpx.get(edge_url + "/assets.json").json()
-    for asset in [*assets["files"], assets["strata_wheel"]]:
+    entries = [*cold_start_files(assets), assets["python"]["snapshot"], *assets["ort"]["files"]]
+    assert len({entry["url"] for entry in entries}) == len(entries) > 10
+    for asset in entries:
         assert asset["url"].startswith("/")
         response = httpx.get(edge_url + asset["url"], headers={"Accept-Encoding": "identity"})
-        assert response.status_code == 200
-        assert len(response.content) == asset["bytes"]
+        assert response.status_code == 200, asset["url"]
+        assert len(response.content) == asset["bytes"], asset["url"]
+        assert hashlib.sha256(response.content).hexdigest() == asset["sha256"], asset["url"]
 
 
 @pytest.mark.parametrize("path", [
@@ -75,7 +91,7 @@ def test_assets_list_only_local_files_with_sizes(edge_url: str) -> None:
     "/%2e%2e/pyproject.toml",
     "/pyodide/../../pyproject.toml",
     "/pyodide/..%2f..%2fpyproject.toml",
-    "/wheels/%2e%2e/%2e%2e/edge_server/config.py",
+    "/runtime/%2e%2e/%2e%2e/edge_server/config.py",
     "/..%5c..%5cpyproject.toml",
 ])
 def test_paths_outside_the_served_folders_are_404(edge_url: str, path: str) -> None:
@@ -90,17 +106,23 @@ def test_paths_outside_the_served_folders_are_404(edge_url: str, path: str) -> N
 
 
 def test_accept_encoding_parsing() -> None:
-    assert accepts_gzip("gzip, deflate, br")
-    assert accepts_gzip("br;q=1.0, gzip;q=0.5")
-    assert accepts_gzip("*")
-    assert not accepts_gzip("gzip;q=0")
-    assert not accepts_gzip("identity")
-    assert not accepts_gzip("")
+    assert accepts("gzip, deflate, br", "gzip") and accepts("gzip, deflate, br", "br")
+    assert accepts("br;q=1.0, gzip;q=0.5", "gzip")
+    assert accepts("*", "br") and not accepts("*, br;q=0", "br")
+    assert not accepts("gzip;q=0", "gzip")
+    assert not accepts("gzip;q=x", "gzip")
+    assert not accepts("identity", "gzip")
+    assert not accepts("", "br")
 
 
-def test_assets_json_is_valid(edge_url: str) -> None:
-    assets = json.loads(httpx.get(edge_url + "/assets.json").content)
-    assert assets["pyodide"]["packages"] == ["numpy"]
+def test_assets_json_names_the_worker_python_and_its_snapshot(edge_url: str) -> None:
+    python = json.loads(httpx.get(edge_url + "/assets.json").content)["python"]
+    assert python["main"] == "worker.py"
+    assert all(entry["url"].startswith("/runtime/") for entry in [*python["libraries"], python["snapshot"]])
+    assert set(python["snapshot"]["inputs"]) == {python["main"], *python["modules"]}
+    for name, digest in python["snapshot"]["inputs"].items():
+        served = hashlib.sha256(httpx.get(f"{edge_url}/{name}").content).hexdigest()
+        assert served == digest, f"{name} changed since the snapshot was made: run `strata provision`"
 
 
 def test_demo_link_control_is_off_unless_emulating(edge_url: str) -> None:

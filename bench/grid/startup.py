@@ -32,14 +32,18 @@ from playwright.sync_api import (
 
 from bench import ort_baseline
 from bench.grid.page import CALL, StrataPage
-from testing.chromium import ARGS, EXECUTABLE
+from testing.chromium import ARGS, EXECUTABLE, wait_for_cached_snapshot
 
-KINDS = ("runtime", "model", "inputs", "page")
+KINDS = ("runtime", "snapshot", "model", "inputs", "page")
+# The worker's own Python, served with the page but runtime all the same.
+RUNTIME_FILES = ("/boot.mjs", "/worker.py", "/ort_web.py")
 
 
 def kind(url: str) -> str:
     path = urlsplit(url).path
-    if path.startswith(("/pyodide/", "/wheels/", "/ort/")):
+    if path.startswith("/runtime/snapshot-"):  # fetched after a cold load's first answer, for the next load
+        return "snapshot"
+    if path.startswith(("/pyodide/", "/runtime/", "/ort/")) or path in RUNTIME_FILES:
         return "runtime"
     if path.startswith("/models/"):
         return "inputs" if path.endswith("samples.npz") else "model"
@@ -81,12 +85,16 @@ def _decoded_size(response: Response) -> int:
         return 0
 
 
-def _strata(context: BrowserContext, origin: str) -> dict:
+def strata_load(context: BrowserContext, origin: str) -> dict:
+    """Load Strata's page in `context`: ready and first-answer times (ms from navigation
+    start) and the bytes by kind."""
     bytes_ = Bytes(context)
     page = StrataPage(context, origin)
     first = page.page.evaluate(f"async () => {{ await ({CALL})(['classify_sample', [0]]); return performance.now(); }}")
     ready = float(page.page.get_attribute("body", "data-ready-ms"))
-    result = {"ready_ms": ready, "first_answer_ms": first, "bytes": bytes_.count()}
+    result = {"ready_ms": ready, "first_answer_ms": first, "bytes": bytes_.count(),
+              "snapshot": page.page.get_attribute("body", "data-snapshot") == "true"}
+    wait_for_cached_snapshot(page.page)  # for the next load in this context, after the timing
     page.close()
     return result
 
@@ -100,8 +108,10 @@ def _ort(context: BrowserContext, origin: str, inputs: ort_baseline.Inputs) -> d
     return result
 
 
-def _cold_and_warm(playwright: Playwright, load: Callable[[BrowserContext], dict], runs: int,
-                   log: Callable[[str], None], label: str) -> dict:
+def cold_and_warm(playwright: Playwright, load: Callable[[BrowserContext], dict], runs: int,
+                  log: Callable[[str], None], label: str) -> dict:
+    """`load` (which returns ready_ms, first_answer_ms and bytes) `runs` times in fresh
+    contexts, then `runs` times from a warm persistent profile: medians and every run."""
     browser = playwright.chromium.launch(executable_path=EXECUTABLE, args=ARGS)
     cold = []
     for _ in range(runs):
@@ -130,6 +140,6 @@ def _median(runs: list[dict]) -> dict:
 def measure(playwright: Playwright, origin: str, inputs: ort_baseline.Inputs, runs: int,
             log: Callable[[str], None]) -> dict:
     """Strata and the onnxruntime-web baseline, cold and warm, on this machine's full CPU."""
-    return {"strata": _cold_and_warm(playwright, lambda c: _strata(c, origin), runs, log, "Strata"),
-            "onnxruntime-web": _cold_and_warm(playwright, lambda c: _ort(c, origin, inputs), runs, log,
+    return {"strata": cold_and_warm(playwright, lambda c: strata_load(c, origin), runs, log, "Strata"),
+            "onnxruntime-web": cold_and_warm(playwright, lambda c: _ort(c, origin, inputs), runs, log,
                                               "onnxruntime-web")}

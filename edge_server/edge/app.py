@@ -1,11 +1,11 @@
 """The edge's ASGI app: the page, the worker's runtime files, the model, the WebSocket.
 
     /              browser/            the page and the worker scripts (revalidated)
-    /assets.json   build/web/          what the worker loads, with sizes
-    /pyodide/      build/web/pyodide/  Pyodide and numpy (versioned path, immutable)
+    /assets.json   build/web/          what the worker loads, with sizes and sha256s
+    /pyodide/      build/web/pyodide/  Pyodide (versioned path, immutable)
+    /runtime/      build/web/runtime/  numpy, strata, the standard library, the snapshot (hashed names, immutable)
     /ort/          build/web/ort/      onnxruntime-web (versioned path, immutable)
     /uplot/        build/web/uplot/    uPlot, the page's charts (versioned path, immutable)
-    /wheels/       build/web/wheels/   the strata wheel (revalidated)
     /models/       models/             manifest, browser bundle, samples (revalidated)
     /joined/       edge_server/edge/joined.py  device blocks joined into one graph, for onnxruntime-web
     /demo/link     the link emulator   demo mode only (edge_server/edge/demo_link.py)
@@ -117,7 +117,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Mount("/pyodide", StaticFiles(directory=settings.web_dir / "pyodide", cache_control=IMMUTABLE)),
         Mount("/ort", StaticFiles(directory=settings.web_dir / "ort", cache_control=IMMUTABLE)),
         Mount("/uplot", StaticFiles(directory=settings.web_dir / "uplot", cache_control=IMMUTABLE)),
-        Mount("/wheels", StaticFiles(directory=settings.web_dir / "wheels", cache_control=REVALIDATE)),
+        Mount("/runtime", StaticFiles(directory=settings.web_dir / "runtime", cache_control=IMMUTABLE)),
         Mount("/models", StaticFiles(directory=settings.models_dir, cache_control=REVALIDATE)),
         Mount("/", StaticFiles(directory=settings.browser_dir, cache_control=REVALIDATE, html=True)),
     ]

