@@ -14,6 +14,12 @@ Privacy is a promise kept here first: while the goal says raw input never leaves
 device, no plan with a = 0 runs, whether the planner or a person chose it, and the link
 marks its session private (`?private=1`) so the edge refuses such a plan too.
 Times are milliseconds.
+
+This module is over 400 lines on purpose: the request path (begin, resume, complete,
+the fallbacks, learning from offloads) reads and updates every part of the client's
+state (the plan in force, the context, the device's executors, the link), so it stays in
+the one class rather than passing the whole client to another module. The pieces with
+their own job live beside it: prober.py, device_blocks.py, link.py, profile.py.
 """
 
 from __future__ import annotations
