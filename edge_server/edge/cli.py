@@ -60,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "1 turns batching off (default: %(default)s)")
     parser.add_argument("--max-wait-ms", type=float, default=defaults.max_wait_ms,
                         help="hold a lone request this long for company when batching (default: %(default)s)")
+    parser.add_argument("--max-frame-bytes", type=int, default=defaults.max_frame_bytes, metavar="BYTES",
+                        help="largest WebSocket frame the edge accepts; HELLO tells clients, whose planner then "
+                             "sends no larger INFER (default: %(default)s)")
     parser.add_argument("--max-connections", type=int, default=defaults.max_connections,
                         help="WebSocket connections served at once; more are told to try again later "
                              "(default: %(default)s)")
@@ -85,6 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _settings(args: argparse.Namespace) -> Settings:
     try:
         return Settings(host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                        max_frame_bytes=args.max_frame_bytes,
                         max_connections=args.max_connections, read_timeout_s=args.read_timeout,
                         allowed_hosts=tuple(args.allowed_host), cloud_url=None if args.no_cloud else args.cloud_url,
                         shutdown_timeout_s=args.shutdown_timeout,
