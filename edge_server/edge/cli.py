@@ -32,7 +32,7 @@ from strata.cli import CommandError
 from edge_server.config import Settings
 from edge_server.link_emulator.proxy import PROFILES
 from edge_server.logs import FORMATS, LEVELS
-from edge_server.processes import Supervised
+from edge_server.processes import Supervised, load_timeout_s
 from edge_server.serving import bind, port_free, serve
 
 SUMMARY = "Start the edge server and the cloud (two processes) on 127.0.0.1:8000 and :8001."
@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
             helpers.append(Supervised("the cloud", ["cloud", "--host", "127.0.0.1", "--port", str(port), "--models",
                                                     str(settings.models_dir), "--log-level", quiet,
                                                     "--log-format", args.log_format],
-                                      f"http://127.0.0.1:{port}/v2/health/ready"))
+                                      f"http://127.0.0.1:{port}/v2/health/ready", load_timeout_s(settings.models_dir)))
             settings = dataclasses.replace(settings, cloud_url=f"http://127.0.0.1:{port}")
         if args.emulate:
             helpers.append(Supervised("the link emulator", [

@@ -13,8 +13,8 @@ import math
 
 from strata.bundle import attach_point
 from strata.codecs import CODECS, encoded_bytes
-from strata.offload import infer_frame_bound
 from strata.device_route import NUMPY, ORT, Segment, best_route, run_times, session_cost
+from strata.offload import infer_frame_bound
 from strata.planner import Context, Costs, Link
 from strata.probes import StepTracker, WindowedMedian
 from strata.wire import frame_limit

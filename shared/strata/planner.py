@@ -292,8 +292,7 @@ def plan(costs: Costs, context: Context, goal: Goal) -> Choice:
     if best is None:
         return Choice(None, float("inf"), float("inf"), costs.branch_accuracy, False,
                       "no plan is feasible: the edge is unreachable (or no frame fits its frame limit) and the device "
-                      "cannot run every block; "
-                      "the branch answers alone")
+                      "cannot run every block; the branch answers alone")
     branch, a, codec, latency, energy, accuracy, exits, onward, median = best
     meets = _meets(goal, onward)
     reason = "" if goal.kind != "accuracy" or meets else f"no plan meets the {goal.budget_ms:.0f} ms budget; this is the fastest"
