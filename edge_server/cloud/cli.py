@@ -1,10 +1,10 @@
 """Start the cloud tier alone: the Open Inference Protocol (KServe v2) over the model.
 
 It serves one model per cut point, `<model>-from-<k>`, each the suffix of the main path
-from block k, ready as soon as the blocks load: a suffix runs as the chain of the
-blocks until its joined graph, built on its first request, is ready (--joined-bytes
-bounds those kept) (docs/scaling.md shows how Triton or KServe can take its place). `strata
-serve` starts one of these by itself; run it alone to put the cloud on another machine,
+from block k (docs/scaling.md shows how Triton or KServe can take its place). It is
+ready as soon as the blocks load: a suffix runs as the chain of the blocks until its
+joined graph, built on its first request, is ready; --joined-bytes bounds those kept.
+`strata serve` starts one of these by itself; run it alone to put the cloud on another machine,
 and point the edge at it with `strata serve --cloud-url`.
 """
 
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         try:
             print(f"Strata cloud: loading the model in {args.models}", flush=True)
-            models = load_suffix_models(Path(args.models), args.joined_bytes)
+            models = load_suffix_models(Path(args.models), settings.cloud_joined_bytes)
         except ModelError as exc:
             raise CommandError(str(exc)) from None
         print(f"Strata cloud: {len(models)} models on http://{args.host}:{args.port}/v2", flush=True)
