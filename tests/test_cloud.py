@@ -265,7 +265,7 @@ def test_a_many_block_model_is_ready_fast_in_bounded_memory_and_every_cut_answer
         assert client.get_model_metadata(f"many-from-{blocks - 1}")["inputs"][0]["shape"] == [-1, 256]
         peak_mb = rss_mb(process, peak=True)
     assert ready_s < 15, f"the cloud took {ready_s:.1f} s to be ready"
-    assert peak_mb < 200, f"the cloud peaked at {peak_mb:.0f} MB"
+    assert peak_mb < 250, f"the cloud peaked at {peak_mb:.0f} MB"  # 182 MB measured, joins included
 
 
 def test_suffixes_run_chained_until_joined_and_keep_joined_ones_within_the_budget(tmp_path: Path) -> None:
