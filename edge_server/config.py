@@ -52,6 +52,9 @@ class Settings:
     cloud_probe_timeout_s: float = 1.0  # a health probe slower than this counts as failed
     cloud_failures_to_open: int = 3  # timeouts or failed probes in a row that mark the cloud down
     cloud_max_body_bytes: int = 64 * 1024 * 1024  # largest request body the cloud reads
+    # The cloud's suffixes held joined into one graph each, by their block files' bytes
+    # (edge_server/cloud/suffixes.py); the others run as chains of the block sessions.
+    cloud_joined_bytes: int = 256 * 1024 * 1024
     # Demo mode: the control API of the link emulator in front of this edge, if any.
     link_control_url: str | None = field(default_factory=lambda: _env("LINK_CONTROL_URL", None))
     workers: int = 2  # edge threads running blocks (onnxruntime releases the GIL)
@@ -78,7 +81,7 @@ class Settings:
         for name in ("read_timeout_s", "cloud_timeout_s", "cloud_probe_timeout_s", "shutdown_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name.replace('_', '-')} must be more than 0, got {getattr(self, name)}")
-        for name in ("max_probe_reply_bytes", "max_wait_ms", "variant_cache_bytes"):
+        for name in ("max_probe_reply_bytes", "max_wait_ms", "variant_cache_bytes", "cloud_joined_bytes"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
         if (self.tls_cert is None) != (self.tls_key is None):

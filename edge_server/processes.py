@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -22,14 +23,34 @@ from strata.cli import CommandError
 log = logging.getLogger("strata.serve")
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # waits before restarts that follow each other
 STEADY_S = 60.0  # a helper that ran this long starts the backoff over
+PROGRESS_S = 5.0  # how often a helper still starting is said to be
+# A helper loading a model gets START_S plus 1 s per LOAD_BYTES_PER_S of the model folder
+# to answer. The cloud's start-up grows linearly with the model (edge_server/cloud/
+# suffixes.py): measured on a busy 2-core machine, a 40-block 5.2 MB split model was ready
+# in 1.1 s and the 7-block model (10 MB with its variants) in 1.3 s, so 1 MB/s leaves a
+# wide margin; the 120 s start stays for small models.
+START_S = 120.0
+LOAD_BYTES_PER_S = 1_000_000
+
+
+def load_timeout_s(folder: Path) -> float:
+    """How long a helper that loads the model in `folder` may take to answer: START_S plus
+    1 s per LOAD_BYTES_PER_S of the folder's files (variants included)."""
+    size = sum(file.stat().st_size for file in folder.rglob("*") if file.is_file())
+    return START_S + size / LOAD_BYTES_PER_S
 
 
 def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 20.0, log: Path | None = None,
-                  verify: bool = True) -> None:
+                  verify: bool = True, progress: Callable[[float], None] | None = None) -> None:
     """Return once `url` answers and the process still runs; raise if the process dies
-    or time runs out. `verify`: check an https server's certificate."""
-    deadline = time.monotonic() + timeout
+    or time runs out. `verify`: check an https server's certificate. `progress` is called
+    with the seconds waited so far every PROGRESS_S."""
+    began = time.monotonic()
+    deadline, told = began + timeout, began
     while time.monotonic() < deadline:
+        if progress is not None and time.monotonic() - told >= PROGRESS_S:
+            told = time.monotonic()
+            progress(told - began)
         if process.poll() is not None:
             output = log.read_text()[-3000:] if log else ""
             raise RuntimeError(f"server exited with code {process.returncode}:\n{output}")
@@ -66,12 +87,13 @@ def _die_with_parent() -> None:
 class Supervised:
     """A `strata` subcommand run as a helper process and kept running.
 
-    It starts at once and must answer `ready_url` (CommandError if it does not). A thread
+    It starts at once and must answer `ready_url` within `timeout_s` (CommandError if it
+    does not; load_timeout_s for one that loads a model), said every PROGRESS_S. A thread
     then waits on it, which also reaps it (no zombie), and restarts it when it exits, after
     a backoff that doubles up to 30 s and starts over once a run lasted a minute.
     """
 
-    def __init__(self, name: str, command: list[str], ready_url: str, timeout_s: float = 120.0) -> None:
+    def __init__(self, name: str, command: list[str], ready_url: str, timeout_s: float = START_S) -> None:
         self.name, self.command, self.ready_url, self.timeout_s = name, command, ready_url, timeout_s
         self.restarts = 0
         self._stopped = threading.Event()
@@ -87,11 +109,15 @@ class Supervised:
         self.process = subprocess.Popen([sys.executable, "-m", "strata.cli", *self.command],
                                         preexec_fn=_die_with_parent)
         try:
-            wait_for_http(self.ready_url, self.process, timeout=self.timeout_s)
+            wait_for_http(self.ready_url, self.process, timeout=self.timeout_s, progress=self._starting)
         except TimeoutError:
             self.process.kill()
             self.process.wait()
             raise
+
+    def _starting(self, waited_s: float) -> None:
+        print(f"{self.name} is still starting: {waited_s:.0f} s of at most {self.timeout_s:.0f} s", file=sys.stderr,
+              flush=True)
 
     def _watch(self) -> None:
         attempt = 0

@@ -180,3 +180,45 @@ def test_strata_classify_turns_a_photo_into_a_split_models_input_by_its_rule(tmp
                               capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"{tmp_path / 'blue.png'}: blue ") and "sample 0: green " in done.stdout, done.stdout
+
+
+def test_the_edges_frame_limit_comes_in_hello_and_no_frame_goes_over_it() -> None:
+    """`strata serve --max-frame-bytes 12000`: cut 1 (32x16x16 float32, 32 KiB) cannot go
+    as f32, while i8 (8 KiB) can. HELLO says the limit; a plan over it is refused by name;
+    the planner's plans, the probes and a frame forced over it never leave the client."""
+    limit, sent = 12_000, []
+
+    class Recording(WebSocketsTransport):
+        async def open(self, url, on_message, on_close):  # noqa: ANN001, ANN202
+            socket = await super().open(url, on_message, on_close)
+            send = socket.send
+
+            async def recorded(data: bytes) -> None:
+                sent.append(len(data))
+                await send(data)
+
+            socket.send = recorded
+            return socket
+
+    async def main(url: str) -> tuple[list[dict], dict, float | None]:
+        async with connect(url, transport=Recording(url)) as client:
+            assert client.link.hello["max_frame_bytes"] == limit
+            with pytest.raises(PlanError, match="frame limit of 12,000 bytes"):
+                client.set_plan(Plan(1, N, "f32", False))
+            client.set_plan(Plan(1, N, "i8", False))
+            answers = [(await client.classify(image)).to_dict() for image in IMAGES[:2]]
+            client.set_plan(None)
+            for goal in (Goal("latency"), Goal("energy")):
+                client.set_goal(goal)
+                answers += [(await client.classify(image)).to_dict() for image in IMAGES[:2]]
+            features = client.model.conv1(IMAGES[:1])[0]  # block 1's input, forced through as f32
+            forced = (await client.offload(features, Plan(1, N, "f32", True))).to_dict()
+            return answers, forced, client.context.up.value
+
+    with edge_process("--max-frame-bytes", str(limit), "--no-cloud") as (url, _):
+        answers, forced, up_bps = asyncio.run(main(url.replace("http://", "ws://") + "/ws"))
+    assert answers[0]["plan"]["codec"] == "i8" and answers[0]["tier"] == "edge"
+    assert all(answer["fallback"] is None for answer in answers)
+    assert "too-large" in forced["fallback"] and forced["tier"] == "browser"
+    assert up_bps is not None  # the uplink probes went, within the limit
+    assert sent and max(sent) <= limit

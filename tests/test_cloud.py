@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from hypothesis import given, settings
@@ -17,10 +21,14 @@ import tritonclient.http as triton
 import uvicorn
 from tritonclient.utils import InferenceServerException
 
+from edge_server import processes
 from edge_server.blocks.graphs import chain
-from edge_server.blocks.main_path import session_options
+from edge_server.blocks.main_path import MainPath, session_options
 from edge_server.cloud.server import ServedModel, create_cloud_app
-from testing.servers import free_port
+from edge_server.cloud.suffixes import Suffixes
+from edge_server.split.write import write_split
+from testing.servers import cloud_process, free_port, rss_mb
+from tests.exporter_kinds import Builder
 from tests.onnx_models import conv_block
 
 TOKEN = "s3cret"
@@ -35,7 +43,7 @@ def _session(model) -> ort.InferenceSession:
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[str]:
     """A real uvicorn server on loopback serving two suffix models, with a bearer token."""
-    models = {f"toy-from-{k}": ServedModel(f"toy-from-{k}", _session(chain(BLOCKS[k:]))) for k in range(2)}
+    models = {f"toy-from-{k}": ServedModel.of_session(f"toy-from-{k}", _session(chain(BLOCKS[k:]))) for k in range(2)}
     port = free_port()
     app = create_cloud_app(models, token=TOKEN, max_body_bytes=MAX_BODY_BYTES)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -219,3 +227,80 @@ def test_nan_is_refused(cloud: str) -> None:
     request.set_data_from_numpy(x)
     with pytest.raises(InferenceServerException, match="NaN or Inf"):
         client.infer("toy-from-0", [request], headers={"Authorization": f"Bearer {TOKEN}"})
+
+
+def _many_blocks(folder: Path) -> tuple[Path, dict]:
+    """A 20-layer dense chain (MatMul 256x256, ReLU) split at every cut: 40 blocks, 5 MB."""
+    b = Builder()
+    t = "x"
+    for _ in range(20):
+        t = b.node("Relu", b.node("MatMul", t, b.weight(256, 256)))
+    onnx.save(b.model(t, ["N", 256], ["N", 256]), folder / "source.onnx")
+    return folder / "source.onnx", write_split(folder / "source.onnx", folder / "split", "many", all_cuts=True)
+
+
+def test_a_many_block_model_is_ready_fast_in_bounded_memory_and_every_cut_answers(tmp_path: Path) -> None:
+    """Joining all 40 suffixes up front, as the cloud did, took over 300 MB and 3 s in
+    onnxruntime alone; now it is ready with the blocks loaded once, and each suffix answers
+    as the full model does, chained at first and joined once built."""
+    source, manifest = _many_blocks(tmp_path)
+    blocks = len(manifest["blocks"])
+    assert blocks >= 30
+    x = np.random.default_rng(0).normal(size=(2, 256)).astype(np.float32)
+    session = _session(onnx.load(source))
+    expected = session.run(None, {session.get_inputs()[0].name: x})[0]
+    path = MainPath(tmp_path / "split")
+    started = time.monotonic()
+    with cloud_process(models=tmp_path / "split") as (url, process):
+        ready_s = time.monotonic() - started
+        client = triton.InferenceServerClient(url=url.removeprefix("http://"))
+        for _ in range(2):  # the first request to a cut runs it chained; a later one, joined
+            for k in (0, 1, blocks // 2, blocks - 1):
+                cut = path.run(x, 0, k)  # what the edge sends for b = k
+                request = triton.InferInput("input", list(cut.shape), "FP32")
+                request.set_data_from_numpy(cut)
+                answer = client.infer(f"many-from-{k}", [request]).as_numpy("output")
+                assert np.abs(answer - expected).max() <= 1e-4 * max(1.0, np.abs(expected).max())
+            time.sleep(0.5)
+        assert client.get_model_metadata(f"many-from-{blocks - 1}")["inputs"][0]["shape"] == [-1, 256]
+        peak_mb = rss_mb(process, peak=True)
+    assert ready_s < 15, f"the cloud took {ready_s:.1f} s to be ready"
+    assert peak_mb < 250, f"the cloud peaked at {peak_mb:.0f} MB"  # 182 MB measured, joins included
+
+
+def test_suffixes_run_chained_until_joined_and_keep_joined_ones_within_the_budget(tmp_path: Path) -> None:
+    _, manifest = _many_blocks(tmp_path)
+    path = MainPath(tmp_path / "split")
+    blocks, sizes = len(path), [block["bytes"] for block in manifest["blocks"]]
+    suffixes = Suffixes({"": path}, budget_bytes=sum(sizes[blocks // 2:]) + sum(sizes[blocks - 2:]))
+    x = np.random.default_rng(1).normal(size=(3, 256)).astype(np.float32)
+    for start in (blocks - 2, blocks // 2, 0):
+        chained = suffixes.run(x, start)
+        assert np.array_equal(chained, path.run(x, start, blocks))
+        deadline = time.monotonic() + 10
+        while ("", start) not in suffixes.joined and start > 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert np.abs(suffixes.run(x, start) - chained).max() <= 1e-5 * max(1.0, np.abs(chained).max())
+    # Suffix 0 is over the budget alone: never joined; the two later ones fit together.
+    assert suffixes.joined == [("", blocks - 2), ("", blocks // 2)]
+    assert sum(suffixes.bytes(*key) for key in suffixes.joined) <= suffixes.budget_bytes
+
+
+def test_a_helper_loading_a_model_gets_time_by_its_size_and_says_it_is_starting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`strata serve` waits for its cloud by load_timeout_s, not a fixed 120 s, and says so while it waits."""
+    (tmp_path / "small").mkdir()
+    (tmp_path / "small" / "block0.onnx").write_bytes(bytes(1000))
+    (tmp_path / "large" / "variants").mkdir(parents=True)
+    (tmp_path / "large" / "variants" / "block0.onnx").write_bytes(bytes(50_000_000))
+    assert processes.START_S <= processes.load_timeout_s(tmp_path / "small") < processes.START_S + 1
+    assert processes.load_timeout_s(tmp_path / "large") >= processes.START_S + 50
+    monkeypatch.setattr(processes, "PROGRESS_S", 0.2)
+    waited: list[float] = []
+    silent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        with pytest.raises(TimeoutError):
+            processes.wait_for_http(f"http://127.0.0.1:{free_port()}/", silent, timeout=2.0, progress=waited.append)
+    finally:
+        processes.stop(silent)
+    assert len(waited) >= 2 and waited == sorted(waited) and waited[0] >= 0.2

@@ -1,8 +1,10 @@
 """Start the cloud tier alone: the Open Inference Protocol (KServe v2) over the model.
 
 It serves one model per cut point, `<model>-from-<k>`, each the suffix of the main path
-from block k (docs/scaling.md shows how Triton or KServe can take its place). `strata
-serve` starts one of these by itself; run it alone to put the cloud on another machine,
+from block k (docs/scaling.md shows how Triton or KServe can take its place). It is
+ready as soon as the blocks load: a suffix runs as the chain of the blocks until its
+joined graph, built on its first request, is ready; --joined-bytes bounds those kept.
+`strata serve` starts one of these by itself; run it alone to put the cloud on another machine,
 and point the edge at it with `strata serve --cloud-url`.
 """
 
@@ -21,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=Settings.port + 1, help="port to bind (default: %(default)s)")
     parser.add_argument("--models", type=str, default=str(Settings().models_dir),
                         help="folder with manifest.json and the block files (default: %(default)s)")
+    parser.add_argument("--joined-bytes", type=int, default=Settings.cloud_joined_bytes, metavar="BYTES",
+                        help="suffixes kept joined into one graph each, by their block files' bytes; the others run "
+                             "as chains of the blocks (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="threads running models (default: %(default)s)")
     parser.add_argument("--log-level", default="warning", choices=LEVELS, help="server log level (default: %(default)s)")
     parser.add_argument("--log-format", default="text", choices=FORMATS,
@@ -36,11 +41,15 @@ def run(args: argparse.Namespace) -> int:
     from edge_server.cloud.server import create_cloud_app, load_suffix_models
     from edge_server.serving import bind, serve
 
-    settings = Settings()
+    try:
+        settings = Settings(cloud_joined_bytes=args.joined_bytes)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
     sock = bind(args.host, args.port)
     try:
         try:
-            models = load_suffix_models(Path(args.models))
+            print(f"Strata cloud: loading the model in {args.models}", flush=True)
+            models = load_suffix_models(Path(args.models), settings.cloud_joined_bytes)
         except ModelError as exc:
             raise CommandError(str(exc)) from None
         print(f"Strata cloud: {len(models)} models on http://{args.host}:{args.port}/v2", flush=True)

@@ -2,7 +2,9 @@
 
 It serves one model per cut point, named `<model>-from-<k>`: the suffix of the main
 path from block k to the logits; and the same for each pruned variant listed in the
-manifest, `<model>-<variant>-from-<k>` (a variant that fails verification is left out). The edge forwards the deeper layers here; anything
+manifest, `<model>-<variant>-from-<k>` (a variant that fails verification is left out). A suffix needs no graph of its own to
+be described or to answer: it runs as the chain of the block sessions until its joined
+graph, built on its first request, is ready (edge_server/cloud/suffixes.py). The edge forwards the deeper layers here; anything
 that speaks the protocol (tritonclient, KServe, curl) can use it too, and Triton or
 KServe can take its place (docs/scaling.md).
 
@@ -27,9 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,10 +45,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from edge_server.blocks.main_path import ORT_DTYPES, MainPath, session_options
+from edge_server.blocks.graphs import INPUT, OUTPUT
+from edge_server.blocks.main_path import ORT_DTYPES, MainPath
 from edge_server.blocks.variants import Variants
 from edge_server.cloud import protocol
 from edge_server.cloud.metrics import CloudMetrics
+from edge_server.cloud.suffixes import Suffixes
 from edge_server.edge.cloud_client import suffix_model_name
 
 SERVER_NAME = "strata-cloud"
@@ -57,23 +62,42 @@ def _datatype(arg: ort.NodeArg) -> str:
     return protocol.datatype_of(np.empty(0, ORT_DTYPES[arg.type]))
 
 
-@dataclass
-class ServedModel:
-    """One ONNX graph with a single input and output, as the protocol describes it."""
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output as the protocol describes it: its name, datatype and shape
+    (-1 for a dimension that varies)."""
 
     name: str
-    session: ort.InferenceSession
+    datatype: str
+    shape: list[int]
+
+    @classmethod
+    def of(cls, arg: ort.NodeArg, name: str | None = None) -> TensorSpec:
+        return cls(name or arg.name, _datatype(arg), [d if isinstance(d, int) else -1 for d in arg.shape])
+
+
+@dataclass
+class ServedModel:
+    """One model with a single input, as the protocol describes it; `run` maps a batch to
+    the outputs by name. Describing it needs no session (see edge_server/cloud/suffixes.py)."""
+
+    name: str
+    input: TensorSpec
+    outputs: list[TensorSpec]
+    run: Callable[[np.ndarray], dict[str, np.ndarray]]
     block_ms: list[float] | None = None  # this machine's time per block the model runs, at batch 1
 
-    def _describe(self, arg: ort.NodeArg) -> dict:
-        shape = [d if isinstance(d, int) else -1 for d in arg.shape]
-        return {"name": arg.name, "datatype": _datatype(arg), "shape": shape}
+    @classmethod
+    def of_session(cls, name: str, session: ort.InferenceSession, block_ms: list[float] | None = None) -> ServedModel:
+        """A model that is one onnxruntime session."""
+        names, input_name = [o.name for o in session.get_outputs()], session.get_inputs()[0].name
+        return cls(name, TensorSpec.of(session.get_inputs()[0]), [TensorSpec.of(o) for o in session.get_outputs()],
+                   lambda x: dict(zip(names, session.run(names, {input_name: x}), strict=True)), block_ms)
 
     def metadata(self) -> dict:
         metadata = {
             "name": self.name, "versions": [VERSION], "platform": "onnxruntime_onnx",
-            "inputs": [self._describe(a) for a in self.session.get_inputs()],
-            "outputs": [self._describe(a) for a in self.session.get_outputs()],
+            "inputs": [vars(self.input)], "outputs": [vars(o) for o in self.outputs],
         }
         if self.block_ms is not None:
             metadata["parameters"] = {"block_ms": self.block_ms}
@@ -81,15 +105,15 @@ class ServedModel:
 
     def check(self, tensors: dict[str, np.ndarray]) -> np.ndarray:
         """The single input, validated against the graph's name, rank and fixed dims."""
-        spec = self.session.get_inputs()[0]
+        spec = self.input
         if set(tensors) != {spec.name}:
             raise protocol.ProtocolError(f"model {self.name} takes one input named {spec.name!r}, got {sorted(tensors)}")
         x = tensors[spec.name]
-        expected = [d if isinstance(d, int) else -1 for d in spec.shape]
-        if x.ndim != len(expected) or any(e not in (-1, d) for e, d in zip(expected, x.shape)):
-            raise protocol.ProtocolError(f"model {self.name} input {spec.name!r} needs shape {expected}, got {list(x.shape)}")
-        if protocol.datatype_of(x) != _datatype(spec):
-            raise protocol.ProtocolError(f"model {self.name} input {spec.name!r} needs {_datatype(spec)}, "
+        if x.ndim != len(spec.shape) or any(e not in (-1, d) for e, d in zip(spec.shape, x.shape, strict=True)):
+            raise protocol.ProtocolError(f"model {self.name} input {spec.name!r} needs shape {spec.shape}, "
+                                         f"got {list(x.shape)}")
+        if protocol.datatype_of(x) != spec.datatype:
+            raise protocol.ProtocolError(f"model {self.name} input {spec.name!r} needs {spec.datatype}, "
                                          f"got {protocol.datatype_of(x)}")
         if not np.isfinite(x).all():
             raise protocol.ProtocolError(f"model {self.name} input {spec.name!r} contains NaN or Inf")
@@ -97,11 +121,7 @@ class ServedModel:
 
     @property
     def output_names(self) -> list[str]:
-        return [o.name for o in self.session.get_outputs()]
-
-    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        names = self.output_names
-        return dict(zip(names, self.session.run(names, {self.session.get_inputs()[0].name: x})))
+        return [o.name for o in self.outputs]
 
 
 def create_cloud_app(models: dict[str, ServedModel], token: str | None = None, workers: int = 2,
@@ -231,16 +251,24 @@ def create_cloud_app(models: dict[str, ServedModel], token: str | None = None, w
                      exception_handlers={HTTPException: http_error, Exception: internal_error})
 
 
-def load_suffix_models(models_dir: Path) -> dict[str, ServedModel]:
-    """Every suffix of the main path and of each variant, ready to serve."""
+def load_suffix_models(models_dir: Path, joined_bytes: int) -> dict[str, ServedModel]:
+    """Every suffix of the main path and of each variant, ready to serve at once: each
+    runs as a chain of the block sessions until its joined graph is built, on its first
+    request (edge_server/cloud/suffixes.py; joined_bytes: Settings.cloud_joined_bytes)."""
     base = MainPath(models_dir)
-    variants = Variants(base, max_bytes=0)  # verified and profiled; the suffix graphs are what we keep
+    variants = Variants(base, max_bytes=0)  # verified and profiled; the suffixes hold each variant's blocks
+    paths = {variant: variants.get(variant) for variant in variants.info}
+    suffixes = Suffixes(paths, joined_bytes)
     models = {}
-    for variant, info in variants.info.items():
-        path = variants.get(variant)
+    for variant, path in paths.items():
+        output = TensorSpec.of(path.sessions[-1].get_outputs()[0], OUTPUT)
         for k in range(len(path)):
             name = suffix_model_name(base.name, k, variant)
-            session = ort.InferenceSession(path.suffix(k).SerializeToString(), session_options(),
-                                           providers=["CPUExecutionProvider"])
-            models[name] = ServedModel(name, session, info.block_ms[k:])
+            models[name] = ServedModel(name, TensorSpec.of(path.sessions[k].get_inputs()[0], INPUT), [output],
+                                       functools.partial(_run_suffix, suffixes, k, variant),
+                                       variants.info[variant].block_ms[k:])
     return models
+
+
+def _run_suffix(suffixes: Suffixes, start: int, variant: str, x: np.ndarray) -> dict[str, np.ndarray]:
+    return {OUTPUT: suffixes.run(x, start, variant)}

@@ -32,7 +32,7 @@ from strata.cli import CommandError
 from edge_server.config import Settings
 from edge_server.link_emulator.proxy import PROFILES
 from edge_server.logs import FORMATS, LEVELS
-from edge_server.processes import Supervised
+from edge_server.processes import Supervised, load_timeout_s
 from edge_server.serving import bind, port_free, serve
 
 SUMMARY = "Start the edge server and the cloud (two processes) on 127.0.0.1:8000 and :8001."
@@ -60,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "1 turns batching off (default: %(default)s)")
     parser.add_argument("--max-wait-ms", type=float, default=defaults.max_wait_ms,
                         help="hold a lone request this long for company when batching (default: %(default)s)")
+    parser.add_argument("--max-frame-bytes", type=int, default=defaults.max_frame_bytes, metavar="BYTES",
+                        help="largest WebSocket frame the edge accepts; HELLO tells clients, whose planner then "
+                             "sends no larger INFER (default: %(default)s)")
     parser.add_argument("--max-connections", type=int, default=defaults.max_connections,
                         help="WebSocket connections served at once; more are told to try again later "
                              "(default: %(default)s)")
@@ -85,6 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _settings(args: argparse.Namespace) -> Settings:
     try:
         return Settings(host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                        max_frame_bytes=args.max_frame_bytes,
                         max_connections=args.max_connections, read_timeout_s=args.read_timeout,
                         allowed_hosts=tuple(args.allowed_host), cloud_url=None if args.no_cloud else args.cloud_url,
                         shutdown_timeout_s=args.shutdown_timeout,
@@ -158,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
             helpers.append(Supervised("the cloud", ["cloud", "--host", "127.0.0.1", "--port", str(port), "--models",
                                                     str(settings.models_dir), "--log-level", quiet,
                                                     "--log-format", args.log_format],
-                                      f"http://127.0.0.1:{port}/v2/health/ready"))
+                                      f"http://127.0.0.1:{port}/v2/health/ready", load_timeout_s(settings.models_dir)))
             settings = dataclasses.replace(settings, cloud_url=f"http://127.0.0.1:{port}")
         if args.emulate:
             helpers.append(Supervised("the link emulator", [

@@ -56,7 +56,8 @@ class EdgeSession:
         self.queued_bytes = 0  # this connection's replies built and not yet sent
 
     def hello(self) -> bytes:
-        return self._queue(wire.encode(Frame(MessageType.HELLO, {**self.runtime.hello(), "private": self.private})))
+        return self._queue(wire.encode(Frame(MessageType.HELLO, {**self.runtime.hello(), "private": self.private,
+                                                                  "max_frame_bytes": self.settings.max_frame_bytes})))
 
     async def handle(self, data: bytes | str | None) -> bytes:
         """Answer one message; never raises. Call sent() with the reply once it is out."""

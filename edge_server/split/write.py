@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from strata.offload import INFER_HEADER_BYTES
 from strata.preprocess import PictureRule
 
 from edge_server.config import Settings
@@ -47,7 +48,6 @@ MANIFEST_FORMAT = "strata-model-manifest"
 TOLERANCE = (1e-4, 1e-5)
 HALF_TOLERANCE = (2 * float(np.finfo(np.float16).eps),) * 2
 QUANTIZED_TOLERANCE = (1e-2, 1e-2)
-FRAME_HEADER_BYTES = 256  # an INFER frame's preamble and JSON header, generously (docs/protocol.md)
 
 
 @dataclass
@@ -179,11 +179,12 @@ def _warnings(manifest: dict, prepared: Prepared, valid: list[str], max_blocks: 
     """A cut too large for the edge's frame limit, and why there are fewer blocks than asked for."""
     notes = []
     limit = Settings().max_frame_bytes
-    too_large = [c for c in manifest["cuts"][:-1] if c["bytes_per_sample"] + FRAME_HEADER_BYTES > limit]
+    too_large = [c for c in manifest["cuts"][:-1] if c["bytes_per_sample"] + INFER_HEADER_BYTES > limit]
     if too_large:
         notes.append(f"warning: {len(too_large)} cut(s) carry more than the edge's frame limit of {limit:,} bytes "
                      f"per sample ({', '.join(repr(c['tensor']) for c in too_large)}): a plan sending one of "
-                     "them needs a smaller codec or fails (Settings.max_frame_bytes)")
+                     "them needs a smaller codec, and the planner leaves out those that would not fit (raise the limit "
+                     "with `strata serve --max-frame-bytes`)")
     if not all_cuts and len(manifest["blocks"]) < max_blocks:
         notes.append(f"{len(manifest['blocks'])} blocks, not {max_blocks}: {few_blocks_reason(prepared, valid)}")
     return notes

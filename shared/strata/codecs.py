@@ -144,3 +144,13 @@ def encoded_bytes(codec: str, shape: tuple[int, ...] | list[int], z_ratio: float
     count = int(np.prod(shape))
     size = count * (1 if dtype in EXACT_DTYPES else {"f32": 4, "f16": 2}.get(base, 1))
     return max(1, int(size / z_ratio)) if compress else size
+
+
+def payload_bound(codec: str, shape: tuple[int, ...] | list[int], dtype: str = "float32") -> int:
+    """The most payload bytes one sample of `shape` (no batch) and `dtype` can take under
+    `codec`, whatever its values: the base's exact size and, for "+z", zlib's worst case
+    on it (compressBound in zlib's compress.c: n + n/4096 + n/16384 + n/2**25 + 13; data
+    that does not compress grows by that much)."""
+    base, compress = _split(codec)
+    size = encoded_bytes(base, shape, dtype=dtype)
+    return size + (size >> 12) + (size >> 14) + (size >> 25) + 13 if compress else size

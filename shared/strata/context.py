@@ -14,8 +14,10 @@ import math
 from strata.bundle import attach_point
 from strata.codecs import CODECS, encoded_bytes
 from strata.device_route import NUMPY, ORT, Segment, best_route, run_times, session_cost
+from strata.offload import infer_frame_bound
 from strata.planner import Context, Costs, Link
 from strata.probes import StepTracker, WindowedMedian
+from strata.wire import frame_limit
 
 FRAME_OVERHEAD = 200  # preamble and JSON header of an INFER or RESULT frame, roughly
 BLOCK_WINDOW = 5  # timings per block and executor whose median stands for it
@@ -48,6 +50,7 @@ class ContextTracker:
         self.edge_queue = WindowedMedian(window=8)
         self.z_ratio: dict[int, dict[str, float]] = {}  # cut -> base codec -> compression ratio seen
         self._cut_bytes: dict[str, dict[str, list[int]]] = {}  # variant -> cut_bytes(), until z_ratio changes
+        self._frame_bytes: dict[str, dict[str, list[int]]] = {}  # variant -> frame_bytes()
         self.edge_up = True
 
     # -- what the worker reports ------------------------------------------------------
@@ -70,6 +73,7 @@ class ContextTracker:
         """A pruned variant's manifest; it is planned for while the edge serves it."""
         self.manifests[name] = manifest
         self._cut_bytes.pop(name, None)
+        self._frame_bytes.pop(name, None)
 
     def on_block(self, index: int, ms: float, executor: str = "numpy", variant: str = "") -> None:
         """A measured device time for a main-path block in one executor (replaces the
@@ -203,10 +207,27 @@ class ContextTracker:
             self._cut_bytes[variant] = self._count_cut_bytes(variant)
         return self._cut_bytes[variant]
 
-    def _count_cut_bytes(self, variant: str) -> dict[str, list[int]]:
+    def frame_bytes(self, variant: str = "") -> dict[str, list[int]]:
+        """The most bytes one sample's INFER frame can take at each cut 0..N-1, per codec
+        (strata.offload.infer_frame_bound), to keep plans within the edge's frame limit.
+        For "+z" this is zlib's worst case on the uncompressed tensor, not the ratio seen so
+        far: the ratio changes with the data, and a frame planned on it could still go over
+        (an inflated "+z" tensor then also stays within the edge's max_tensor_bytes)."""
+        if variant not in self._frame_bytes:
+            shapes, dtypes = self._cuts(variant)
+            self._frame_bytes[variant] = {codec: [infer_frame_bound(codec, shape, dtypes[k])
+                                                  for k, shape in enumerate(shapes[:-1])] for codec in CODECS}
+        return self._frame_bytes[variant]
+
+    def _cuts(self, variant: str) -> tuple[list[list[int]], list[str]]:
+        """Each cut's shape (no batch) and dtype: the blocks' inputs, then the output."""
         blocks = self.manifests[variant]["blocks"]
         shapes = [block["input_shape"] for block in blocks] + [blocks[-1]["output_shape"]]
         dtypes = [block.get("input_dtype", "float32") for block in blocks] + [blocks[-1].get("output_dtype", "float32")]
+        return shapes, dtypes
+
+    def _count_cut_bytes(self, variant: str) -> dict[str, list[int]]:
+        shapes, dtypes = self._cuts(variant)
         table = {}
         for codec in CODECS:
             base = codec.split("+")[0]
@@ -227,6 +248,7 @@ class ContextTracker:
             branch_ms=None if self.branch_ms is None else self.branch_recent.value or self.branch_ms * self.device_slowdown,
             exit_rate=figures.get("exit_rate", 0.0), attach=self.attach, accuracy=figures.get("main_accuracy", 1.0),
             branch_accuracy=figures.get("system_accuracy", 1.0),
+            max_frame_bytes=frame_limit(self.hello), frame_bytes=self.frame_bytes(variant),
         )
 
     def all_costs(self, runnable: int) -> dict[str, Costs]:

@@ -11,6 +11,9 @@ device energy and accuracy from:
     goal     minimum latency, minimum device energy, or maximum accuracy within a
              latency budget; the privacy switch; which tiers are up
 
+A plan whose INFER frame would not fit the edge's frame limit (Costs.max_frame_bytes,
+from its HELLO) is never chosen: that cut, under that codec, is not offered.
+
 The model of one sample, with p the branch's exit rate when it runs:
 
     always  = device(0..K) + branch_ms           with the branch (a >= K, its attach point;
@@ -96,6 +99,12 @@ class Costs:
     # rest, as the branch reads their output). None: the running sum of device_ms.
     device_run_ms: list[float | None] | None = None
     device_run_branch_ms: list[float | None] | None = None
+    # The edge's frame limit (its HELLO's max_frame_bytes; None: it said none), and the
+    # most bytes one sample's INFER frame can take at each cut k = 0..N-1 per codec
+    # (strata.offload.infer_frame_bound; None: cut_bytes stand for them). A plan whose
+    # frame would not fit is never chosen.
+    max_frame_bytes: int | None = None
+    frame_bytes: dict[str, list[int]] | None = None
 
     @property
     def blocks(self) -> int:
@@ -210,6 +219,16 @@ def _table(branch: bool, codec: str, costs: Costs, context: Context, goal: Goal,
     return latency, energy, accuracy, always, onward, always if p >= 0.5 else onward
 
 
+def frame_fits(costs: Costs, codec: str) -> np.ndarray:
+    """For every a = 0..N: whether one sample's INFER frame from cut a under `codec` fits
+    the edge's frame limit (always at a = N: nothing is sent)."""
+    fits = np.ones(costs.blocks + 1, bool)
+    if costs.max_frame_bytes is not None:
+        sizes = (costs.frame_bytes or costs.cut_bytes)[codec][:costs.blocks]
+        fits[:costs.blocks] = np.asarray(sizes, np.float64) <= costs.max_frame_bytes
+    return fits
+
+
 def _meets(goal: Goal, onward: float) -> bool:
     """A latency budget is a deadline for every request: a plan meets it when a sample
     that does not exit (the slower kind) still arrives in time."""
@@ -256,7 +275,7 @@ def plan(costs: Costs, context: Context, goal: Goal) -> Choice:
         for codec in sorted(costs.cut_bytes):
             latency, energy, accuracy, exits, onward, median = _table(branch, codec, costs, context, goal, device,
                                                                       remote_ms)
-            allowed_here = allowed.copy()
+            allowed_here = allowed & frame_fits(costs, codec)
             allowed_here[n] &= codec == "f32"  # nothing crosses a link at a = N: f32 stands for every codec
             if not allowed_here.any():
                 continue
@@ -272,8 +291,8 @@ def plan(costs: Costs, context: Context, goal: Goal) -> Choice:
                                   float(exits[a]), float(onward[a]), float(median[a])), key
     if best is None:
         return Choice(None, float("inf"), float("inf"), costs.branch_accuracy, False,
-                      "no plan is feasible: the edge is unreachable and the device cannot run every block; "
-                      "the branch answers alone")
+                      "no plan is feasible: the edge is unreachable (or no frame fits its frame limit) and the device "
+                      "cannot run every block; the branch answers alone")
     branch, a, codec, latency, energy, accuracy, exits, onward, median = best
     meets = _meets(goal, onward)
     reason = "" if goal.kind != "accuracy" or meets else f"no plan meets the {goal.budget_ms:.0f} ms budget; this is the fastest"
@@ -327,7 +346,7 @@ def evaluate(current: Plan, costs: Costs, context: Context, goal: Goal) -> Choic
         return None
     if current.b < n and context.cloud is None:
         return None
-    if current.branch and costs.branch_ms is None:
+    if current.branch and costs.branch_ms is None or not frame_fits(costs, current.codec)[current.a]:
         return None
     remote_ms = np.zeros(n + 1)
     if current.a < n:

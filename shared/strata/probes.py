@@ -81,13 +81,17 @@ def transfer_rate_bps(size_bytes: int, seconds: float, rtt_s: float) -> float | 
     return size_bytes * 8 / busy
 
 
+PROBE_CEILING = 1 << 20  # the largest probe, bytes
+
+
 def probe_bytes(rate_bps: float | None, period_s: float, share: float = 0.05,
-                floor: int = 4096, ceiling: int = 1 << 20) -> int:
+                floor: int = 4096, ceiling: int = PROBE_CEILING) -> int:
     """Size of the next bandwidth probe, so probing costs at most `share` of the link.
 
     With one probe every `period_s`, a probe of share * rate * period / 8 bytes keeps the
-    probe traffic at `share` of the estimated capacity. Before any estimate, the floor.
+    probe traffic at `share` of the estimated capacity. Before any estimate, the floor; never
+    more than the ceiling.
     """
     if rate_bps is None:
-        return floor
+        return min(floor, ceiling)
     return int(min(max(share * rate_bps * period_s / 8, floor), ceiling))

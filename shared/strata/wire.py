@@ -131,6 +131,13 @@ def _refuse_constant(name: str) -> float:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def frame_limit(hello: dict) -> int | None:
+    """The largest frame the edge accepts, in bytes, as its HELLO says (`max_frame_bytes`);
+    None from an edge that does not say (one that predates it)."""
+    limit = hello.get("max_frame_bytes")
+    return limit if type(limit) is int and limit > 0 else None
+
+
 def error(code: str, message: str, request_id: int | None = None, seq: int | None = None) -> Frame:
     """An ERROR frame; request_id (an INFER's id) or seq (a PING's) ties it to the frame
     that caused it, when known."""

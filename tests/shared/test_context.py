@@ -129,3 +129,16 @@ def test_a_cloud_the_edge_reports_down_is_planned_as_absent_until_it_is_back():
     assert choice.plan.b == 3  # nothing planned for the cloud
     context.on_edge({"cloud": True})
     assert context.context().cloud is not None
+
+
+def test_the_edges_frame_limit_and_frame_bounds_reach_the_costs():
+    context = tracker()
+    assert context.costs(runnable=3).max_frame_bytes is None  # an edge that does not say its limit
+    context.hello = {**HELLO, "max_frame_bytes": 20_000}
+    context.on_compression(1, "f32+z", 32768, 1000)  # zlib did well once: the bound does not count on it
+    costs = context.costs(runnable=3)
+    assert costs.max_frame_bytes == 20_000
+    assert costs.frame_bytes["f32+z"][1] > costs.frame_bytes["f32"][1] >= 32 * 16 * 16 * 4
+    assert costs.cut_bytes["f32+z"][1] < 2000
+    choice = plan(costs, context.context(), Goal("latency"))
+    assert choice.plan.a == 3 or costs.frame_bytes[choice.plan.codec][choice.plan.a] <= 20_000

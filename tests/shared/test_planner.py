@@ -154,3 +154,19 @@ def test_a_budget_must_be_milliseconds_above_zero():
     with pytest.raises(ValueError, match="needs a latency budget"):
         Goal("accuracy")
     assert Goal("accuracy", budget_ms=0.2).budget_ms == 0.2 and Goal("latency").budget_ms is None
+
+
+def test_a_cut_whose_frame_exceeds_the_edges_limit_is_never_planned():
+    # Uploading the raw input (a = 0) is fastest by far, but its frame is over the limit:
+    # the planner takes the next best, and a plan at a = 0 no longer evaluates.
+    sizes = {"f32": [2000, 10**5, 10**5, 1500, 40]}
+    assert plan(costs(cut_bytes=sizes, branch_ms=None), Context(WIFI, CLOUD), Goal("latency")).plan.a == 0
+    limited = costs(cut_bytes=sizes, branch_ms=None, max_frame_bytes=1999)
+    assert plan(limited, Context(WIFI, CLOUD), Goal("latency")).plan.a == 3  # the one cut left that fits
+    assert evaluate(Plan(0, 4, "f32", False), limited, Context(WIFI, CLOUD), Goal("latency")) is None
+    # A "+z" frame is judged by its bound (frame_bytes), not by the ratio zlib got so far.
+    zipped = costs(cut_bytes={"f32": [10**5] * 4 + [40], "f32+z": [1000, 10**5, 10**5, 10**5, 40]}, branch_ms=None)
+    assert plan(zipped, Context(WIFI, CLOUD), Goal("latency")).plan.codec == "f32+z"
+    bounded = costs(cut_bytes=zipped.cut_bytes, branch_ms=None, max_frame_bytes=50_000,
+                    frame_bytes={"f32": [10**5 + 256] * 4, "f32+z": [10**5 + 300] * 4})
+    assert plan(bounded, Context(WIFI, CLOUD), Goal("latency")).plan.a == 4  # no cut fits: the device runs all

@@ -13,6 +13,7 @@ import json
 
 from strata import wire
 from strata.client.transport import Socket, Transport
+from strata.offload import RequestError
 from strata.wire import Frame, MessageType, WireError
 
 REPLY_TIMEOUT_S = 5.0  # past this, an exchange fails (the client then falls back on the device)
@@ -120,12 +121,18 @@ class EdgeLink:
 
     async def exchange(self, key: tuple[str, int], frame: Frame) -> tuple[Frame, int, int]:
         """Send a frame and await its reply: (reply, bytes sent, bytes received).
-        Raise ConnectionError, or asyncio.TimeoutError after reply_timeout_s."""
+        Raise ConnectionError, or asyncio.TimeoutError after reply_timeout_s; RequestError
+        `too-large`, without sending it, for a frame over the edge's frame limit (HELLO's
+        max_frame_bytes), which the edge would only refuse."""
         if not self.up:
             raise ConnectionError("not connected to the edge")
+        data = wire.encode(frame)
+        limit = wire.frame_limit(self.hello)
+        if limit is not None and len(data) > limit:
+            raise RequestError("too-large", f"this {frame.type.name} frame of {len(data):,} bytes exceeds the edge's "
+                                            f"frame limit of {limit:,} bytes (max_frame_bytes in its HELLO); not sent")
         future = asyncio.get_running_loop().create_future()
         self.pending[key] = future
-        data = wire.encode(frame)
         try:
             await self.socket.send(data)
             reply, received = await asyncio.wait_for(future, self.reply_timeout_s)

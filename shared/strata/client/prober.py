@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 from strata import wire
 from strata.client.profile import time_branch, time_bundle
 from strata.context import ContextTracker
-from strata.offload import RequestError
-from strata.probes import probe_bytes, transfer_rate_bps
+from strata.offload import INFER_HEADER_BYTES, RequestError
+from strata.probes import PROBE_CEILING, probe_bytes, transfer_rate_bps
 from strata.wire import MessageType
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ class Prober:
                     rtt, report = await self.ping()
                     context.on_rtt(rtt)
                 context.on_edge(report)
-                size = probe_bytes(context.up.value, self.period_s)
+                size = probe_bytes(context.up.value, self.period_s, ceiling=self._largest_probe(hello))
                 elapsed, _ = await self.ping(payload=size)
                 context.on_rate("up", transfer_rate_bps(size, elapsed / 1000, rtt / 1000))
                 size = probe_bytes(context.down.value, self.period_s)
@@ -108,6 +108,13 @@ class Prober:
                 pass  # a probe the edge refused (busy): keep the estimates, probe again next period
         client.replan()
         self.probed.set()
+
+    @staticmethod
+    def _largest_probe(hello: dict) -> int:
+        """The uplink probe's ceiling (bytes): probes.probe_bytes's, and within the edge's
+        frame limit once a PING's header (INFER_HEADER_BYTES bounds it) is counted."""
+        limit = wire.frame_limit(hello)
+        return PROBE_CEILING if limit is None else max(min(PROBE_CEILING, limit - INFER_HEADER_BYTES), 0)
 
     async def _refresh_device(self) -> None:
         """When no request came lately, re-time a little of the device's work (a few ms a

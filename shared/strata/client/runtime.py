@@ -49,7 +49,7 @@ from strata.device_route import NUMPY, ORT, Segment
 from strata.executor import BrowserModel, load_browser_model
 from strata.offload import InferRequest, RequestError, infer_frame, read_result
 from strata.plan import Plan, PlanError, default_plan
-from strata.planner import Choice, Goal, Replanner, evaluate
+from strata.planner import Choice, Goal, Replanner, evaluate, frame_fits
 from strata.planner import plan as best_plan
 from strata.probes import transfer_rate_bps
 
@@ -190,14 +190,27 @@ class Client:
 
     def set_plan(self, plan: Plan | None) -> Plan:
         """Fix the plan by hand, or hand the choice back to the planner (None). Raise
-        PlanError if it does not fit the model, or breaks the privacy promise."""
+        PlanError if it does not fit the model, breaks the privacy promise, or would send
+        an INFER frame larger than the edge accepts (once its HELLO said its limit)."""
         if plan is not None:
             plan.check(self.blocks, self.attach or 1)
             if self.goal.privacy and plan.a == 0:
                 raise PlanError(f"refused: {PRIVACY}; got a=0. Turn privacy off to upload raw input.")
+            self._check_frame(plan)
         self.manual = plan
         self.replan()
         return self.current_plan()
+
+    def _check_frame(self, plan: Plan) -> None:
+        """PlanError if one sample's INFER frame under the plan could exceed the edge's frame limit."""
+        if self.context is None or plan.variant not in self.context.variants:
+            return  # no HELLO yet (or the variant's manifest is not loaded): the link still sends nothing larger
+        costs = self.context.costs(self.blocks, plan.variant)
+        if not frame_fits(costs, plan.codec)[plan.a]:
+            raise PlanError(f"refused: at a={plan.a} an INFER frame under {plan.codec} takes up to "
+                            f"{costs.frame_bytes[plan.codec][plan.a]:,} bytes, over the edge's frame limit of "
+                            f"{costs.max_frame_bytes:,} bytes (max_frame_bytes in its HELLO, `strata serve "
+                            f"--max-frame-bytes`); choose another cut or a smaller codec")
 
     def set_goal(self, goal: Goal, variants: set[str] | None = None) -> Plan:
         """The user's goal; `variants` limits the model variants offered to the planner
