@@ -26,16 +26,18 @@ The model of one sample, with p the branch's exit rate when it runs:
               + (1 - p) * (transmit_w * up + receive_w * down + idle_w * remote)
     median  = always if p >= 1/2 else always + rest + up(bytes[a]) + remote + down
 
-The latency goal minimizes the median sample's latency (then the mean): a sample
-either exits or goes on, so the median is the exit path when at least half exit, and
-the full path otherwise; this is what the benchmarks judge (`strata bench grid`), and
-what a user sees most often. A latency budget is a deadline for every request.
+where a link moves n bytes in rtt/2 + 8n/rate. The latency goal minimizes the median
+sample's latency (then the mean): a sample either exits or goes on, so the median is
+the exit path when at least half exit, and the full path otherwise; this is what the
+benchmarks judge (`strata bench grid`), and what a user sees most often. A latency
+budget is a deadline for every request.
 
-where a link moves n bytes in rtt/2 + 8n/rate. With pruned variants of the model
-(`plan_variants`), each variant is planned this way and the goal picks among them. For a fixed (branch, a, codec) the best
-b only depends on a through a prefix sum, so one backward pass gives min over b for
-every a: the search is O(branch options x codecs x N), not O(N^2), and numpy scores
-all a at once. `strata bench planner` times it.
+With pruned variants of the model (`plan_variants`), each variant is planned this way
+and the goal picks among them. For a fixed (branch, a, codec) the best b only depends
+on a through a prefix sum, so one backward pass gives min over b for every a: the
+search is O(branch options x codecs x N), not O(N^2), and numpy scores all a at once.
+`strata bench planner` times it. The module is a little over 400 lines because the cost
+model, the search and the goals are one algorithm, kept in one place as the one planner.
 """
 
 from __future__ import annotations
