@@ -8,15 +8,22 @@ from collections.abc import Iterator
 import pytest
 
 from edge_server.config import Settings
-from testing.servers import edge_process
+from testing.servers import edge_process, free_port
 from testing.triton import TritonUnavailable, install, triton_process
 
 
 @pytest.fixture(scope="session")
-def edge_server() -> Iterator[tuple[str, subprocess.Popen]]:
-    """A `strata serve` process on 127.0.0.1 (with its own cloud), stopped after the
-    session: its base URL and its process (the edge itself; the cloud is its child)."""
-    with edge_process() as running:
+def edge_cloud_url() -> str:
+    """Base URL of the cloud the session's `strata serve` starts (edge_server)."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(scope="session")
+def edge_server(edge_cloud_url: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A `strata serve` process on 127.0.0.1 (with its own cloud, at edge_cloud_url),
+    stopped after the session: its base URL and its process (the edge itself; the cloud
+    is its child)."""
+    with edge_process("--cloud-port", edge_cloud_url.rsplit(":", 1)[1]) as running:
         yield running
 
 

@@ -16,7 +16,7 @@ def time_plan(blocks: int, goal: Goal, repeats: int) -> float:
     """Median ms of plan() over `repeats` calls, with every codec and the branch on offer."""
     costs = Costs([1.0 + k % 7 for k in range(blocks)], [0.3 + k % 5 * 0.1 for k in range(blocks)],
                   [0.1] * blocks, {c: [1000 + 37 * k for k in range(blocks + 1)] for c in CODECS},
-                  2.0, 0.6, 0.93, 0.92)
+                  branch_ms=2.0, exit_rate=0.6, accuracy=0.93, branch_accuracy=0.92)
     context = Context(Link(20, 10e6, 20e6), Link(20, 100e6, 100e6))
     times = []
     for _ in range(repeats):

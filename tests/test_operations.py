@@ -64,9 +64,9 @@ def _recv(socket) -> wire.Frame:
     return wire.decode(socket.recv(timeout=10))
 
 
-def test_metrics_count_requests_by_tier_and_outcome_with_stages_batches_and_exits(edge_url: str) -> None:
-    cloud_url = edge_url.rsplit(":", 1)[0] + f":{int(edge_url.rsplit(':', 1)[1]) + 1}"  # strata serve's own cloud
-    before, cloud_before = scrape(edge_url), scrape(cloud_url)
+def test_metrics_count_requests_by_tier_and_outcome_with_stages_batches_and_exits(edge_url: str,
+                                                                                  edge_cloud_url: str) -> None:
+    before, cloud_before = scrape(edge_url), scrape(edge_cloud_url)
     with ws_connect(_ws(edge_url), compression=None) as socket:
         assert _recv(socket).type is MessageType.HELLO
         assert value(scrape(edge_url), "strata_edge_connections") == 1
@@ -82,7 +82,7 @@ def test_metrics_count_requests_by_tier_and_outcome_with_stages_batches_and_exit
         replies.append(_recv(socket))
     assert [r.header.get("tier") for r in replies[:5]] == ["edge"] * 3 + ["cloud"] * 2
     assert [r.header.get("code") for r in replies[5:]] == ["bad-tensor", None, "bad-request"]
-    after, cloud_after = scrape(edge_url), scrape(cloud_url)
+    after, cloud_after = scrape(edge_url), scrape(edge_cloud_url)
 
     def grew(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)

@@ -22,9 +22,9 @@ def tables(draw: st.DrawFn) -> Costs:
     f32 = [draw(st.integers(4, 10**6)) for _ in range(n + 1)]
     cut_bytes = {"f32": f32, "f16": [max(1, b // 2) for b in f32], "i8+z": [max(1, b // 7) for b in f32]}
     branch = draw(st.one_of(st.none(), ms))
-    return Costs(device, [draw(ms) for _ in range(n)], [draw(ms) for _ in range(n)], cut_bytes, branch,
-                 draw(st.floats(0, 1)), draw(st.floats(0.5, 1)), draw(st.floats(0.5, 1)),
-                 {"i8+z": draw(st.floats(0, 0.05))})
+    return Costs(device, [draw(ms) for _ in range(n)], [draw(ms) for _ in range(n)], cut_bytes, branch_ms=branch,
+                 exit_rate=draw(st.floats(0, 1)), attach=draw(st.integers(1, n)), accuracy=draw(st.floats(0.5, 1)),
+                 branch_accuracy=draw(st.floats(0.5, 1)), codec_loss={"i8+z": draw(st.floats(0, 0.05))})
 
 
 goals = st.builds(Goal, kind=st.sampled_from(["latency", "energy", "accuracy"]), budget_ms=st.floats(1, 2000),
@@ -40,7 +40,7 @@ def brute_force(costs: Costs, context: Context, goal: Goal):
         (False, True), range(n + 1), range(n + 1), sorted(costs.cut_bytes)) if a <= b]
     feasible = []
     for candidate in everything:
-        if candidate.branch and (costs.branch_ms is None or candidate.a < 1):
+        if candidate.branch and (costs.branch_ms is None or candidate.a < costs.attach):
             continue
         if candidate.a == n and (candidate.b != n or candidate.codec != "f32"):
             continue  # nothing crosses a link: one representative
