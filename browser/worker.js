@@ -84,12 +84,18 @@ async function start(wsUrl) {
   const transferredTotal = files.reduce((n, a) => n + a.br_bytes, 0);
   let loaded = 0;
   let done = 0;
-  // phase: the page's step (browser/startup.js): download, python, packages, model.
-  const progress = (phase, step) => post("progress", { phase, step, loaded, total, transferredTotal });
+  // phase: the page's step (browser/startup.js): download, python, packages, model. The wasm
+  // modules compile on while Python starts: their arrival then counts bytes, the step stays.
+  let phase = "download";
+  let step = "Downloading the runtime";
+  const progress = (nextPhase, nextStep) => {
+    [phase, step] = [nextPhase, nextStep];
+    post("progress", { phase, step, loaded, total, transferredTotal });
+  };
   const arrived = (asset) => (value) => {
     loaded += asset.bytes;
     done += 1;
-    progress("download", `Downloading the runtime (${done} of ${files.length} files)`);
+    progress(phase, phase === "download" ? `Downloading the runtime (${done} of ${files.length} files)` : step);
     return value;
   };
   const compile = (asset) => WebAssembly.compileStreaming(fetchChecked(asset)).then(arrived(asset));

