@@ -39,16 +39,17 @@ const SNAPSHOTS = "strata-python-snapshot";
 // The snapshot, if this load may restore it: the one assets.json names (its URL changes
 // with numpy, strata and the standard library), cached by an earlier load, still matching
 // its sha256, and taken with this worker.py and these modules (`sources`, name -> bytes).
-// Else null.
+// Else null; a cached copy that fails its sha256 is deleted, so that only a good one
+// (cached again after this load's first answer) is ever found under the URL.
 async function cachedSnapshot(snapshot, sources) {
   if (!self.caches) return null;
-  const [cached, ...digests] = await Promise.all([
-    caches.open(SNAPSHOTS).then((cache) => cache.match(snapshot.url)),
-    ...Object.values(sources).map(sha256)]);
+  const cache = await caches.open(SNAPSHOTS);
+  const [cached, ...digests] = await Promise.all([cache.match(snapshot.url), ...Object.values(sources).map(sha256)]);
   if (!cached || Object.keys(sources).some((name, i) => digests[i] !== snapshot.inputs[name])) return null;
   const bytes = new Uint8Array(await cached.arrayBuffer());
   if (await sha256(bytes) !== snapshot.sha256) {
     console.warn(`the cached Python snapshot does not match its sha256 ${snapshot.sha256}: starting Python`);
+    await cache.delete(snapshot.url);
     return null;
   }
   return { bytes, table_bases: snapshot.table_bases };

@@ -69,6 +69,13 @@ def test_a_tampered_snapshot_is_not_restored(cold: tuple[Page, dict]) -> None:
     }""", SNAPSHOT["url"])
     tampered = load(page)
     assert tampered == {**first, "snapshot": "false"}
+    cached = page.evaluate("""async (url) => {
+        const response = await (await caches.open('strata-python-snapshot')).match(url);
+        if (!response) return null;
+        const digest = await crypto.subtle.digest('SHA-256', await response.arrayBuffer());
+        return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
+    }""", SNAPSHOT["url"])
+    assert cached in (None, SNAPSHOT["sha256"]), "the tampered copy is deleted, not kept beside the good one"
     wait_for_cached_snapshot(page)
     assert load(page) == {**first, "snapshot": "true"}, "the good snapshot is cached again"
 
