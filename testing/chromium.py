@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 from pathlib import Path
 
 from cryptography import x509
@@ -41,12 +42,17 @@ def trust(cert_pem: bytes) -> str:
 def wait_for_cached_snapshot(page: Page, timeout_ms: float = 60_000) -> None:
     """Wait until the page's worker has put the Python snapshot that assets.json names
     into Cache Storage (browser/worker.js does it after a cold load's first answer), so
-    that the next load in this browser context can restore it."""
-    page.wait_for_function("""async () => {
+    that the next load in this browser context can restore it. TimeoutError after
+    `timeout_ms`. Polled with evaluate(), which awaits the check: wait_for_function does
+    not await an async predicate, and takes its promise for a truthy answer at once."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while not page.evaluate("""async () => {
         const { python } = await (await fetch("/assets.json")).json();
-        const keys = await (await caches.open("strata-python-snapshot")).keys();
-        return keys.some((request) => new URL(request.url).pathname === python.snapshot.url);
-    }""", timeout=timeout_ms, polling=250)
+        return Boolean(await (await caches.open("strata-python-snapshot")).match(python.snapshot.url));
+    }"""):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the page's worker did not cache the Python snapshot within {timeout_ms / 1000:.0f} s")
+        page.wait_for_timeout(250)
 
 
 class PageWatch:
